@@ -1,0 +1,268 @@
+"""The local POS API (aiohttp): sales in, receipts out, status for store IT.
+
+Every answer is JSON. Errors carry ``error`` (a stable code), ``message`` (for a person) and,
+for invalid input, ``fields`` naming each offending field. Nothing invalid is stored.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from agent.checkout import Checkout, NoPrinter, SaleConflict, UnknownSale
+from agent.config import AgentConfig
+from agent.db import Database, StorageFull
+from agent.outbox import Outbox, outbox_depth
+from agent.printing import PrinterWorker
+from agent.sale import InvalidSale, parse_sale
+from agent.validation import FieldProblem
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+API_VERSION = "1"
+
+
+class Metrics:
+    """The agent's Prometheus metrics, in a registry of their own (no global state)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Histogram(
+            "storelink_agent_request_seconds",
+            "Local API request latency",
+            ["route", "status"],
+            registry=self.registry,
+        )
+        self.sales = Counter(
+            "storelink_agent_sales", "Sales recorded", ["result"], registry=self.registry
+        )
+        self.outbox_depth = Gauge(
+            "storelink_agent_outbox_unsent", "Events not yet acknowledged", registry=self.registry
+        )
+        self.print_jobs = Gauge(
+            "storelink_agent_print_jobs", "Print jobs by state", ["state"], registry=self.registry
+        )
+        self.printer_up = Gauge(
+            "storelink_agent_printer_available",
+            "1 when the printer is reachable and ready",
+            ["printer"],
+            registry=self.registry,
+        )
+
+
+CONFIG = web.AppKey("config", AgentConfig)
+DB = web.AppKey("db", Database)
+OUTBOX = web.AppKey("outbox", Outbox)
+CHECKOUT = web.AppKey("checkout", Checkout)
+PRINTERS = web.AppKey("printers", dict[str, PrinterWorker])
+METRICS = web.AppKey("metrics", Metrics)
+
+
+def error_response(
+    status: int, code: str, message: str, fields: list[FieldProblem] | None = None
+) -> web.Response:
+    """A JSON error answer."""
+    body: dict[str, Any] = {"error": code, "message": message}
+    if fields is not None:
+        body["fields"] = [{"field": f.field, "message": f.message} for f in fields]
+    return web.json_response(body, status=status)
+
+
+@web.middleware
+async def _errors_and_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else ""
+    try:
+        response = await handler(request)
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[CONFIG].api.max_body_bytes
+        response = error_response(413, "too_large", f"request body is larger than {limit} bytes")
+    except web.HTTPException as exc:
+        response = error_response(exc.status, "http", exc.reason)
+    except StorageFull as err:
+        log.error("refused a request: %s", err)  # noqa: TRY400 - expected condition, no traceback
+        response = error_response(507, "storage_full", str(err))
+    request.app[METRICS].requests.labels(route, str(response.status)).observe(
+        time.perf_counter() - started
+    )
+    return response
+
+
+@web.middleware
+async def _bearer_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path == "/metrics":
+        return await handler(request)
+    expected = request.app[CONFIG].api.key.get_secret_value()
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
+        return error_response(401, "unauthorized", "missing or wrong API key (Bearer token)")
+    return await handler(request)
+
+
+async def _json_body(request: web.Request) -> Any:
+    raw = await request.read()
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise _BadJson(str(err)) from err
+
+
+class _BadJson(Exception):
+    pass
+
+
+def _sale_answer(recorded: Any, jobs: list[Any] | None = None) -> dict[str, Any]:
+    answer: dict[str, Any] = {
+        "sale_id": recorded.sale_id,
+        "receipt_no": recorded.receipt_no,
+        "receipt_url": recorded.receipt_url,
+        "print": recorded.print_job.as_json() if recorded.print_job else None,
+    }
+    if jobs is not None:
+        answer["sale"] = recorded.body
+        answer["print_jobs"] = [j.as_json() for j in jobs]
+    return answer
+
+
+async def post_sale(request: web.Request) -> web.Response:
+    """POST /v1/sales: validate, commit, queue the receipt; 201 once durable."""
+    metrics = request.app[METRICS]
+    try:
+        sale = parse_sale(await _json_body(request))
+    except _BadJson as err:
+        metrics.sales.labels("invalid").inc()
+        return error_response(400, "bad_json", f"request body is not valid JSON: {err}")
+    except InvalidSale as err:
+        metrics.sales.labels("invalid").inc()
+        return error_response(422, "invalid_sale", str(err), err.problems)
+    try:
+        recorded = await request.app[CHECKOUT].record(sale)
+    except SaleConflict as err:
+        metrics.sales.labels("conflict").inc()
+        return error_response(409, "sale_id_conflict", str(err))
+    if recorded.created:
+        metrics.sales.labels("recorded").inc()
+        if recorded.print_job is not None:
+            request.app[PRINTERS][recorded.print_job.printer].kick()
+        log.info("sale %s recorded as receipt %s", recorded.sale_id, recorded.receipt_no)
+    else:
+        metrics.sales.labels("repeat").inc()
+    return web.json_response(_sale_answer(recorded), status=201 if recorded.created else 200)
+
+
+async def get_sale(request: web.Request) -> web.Response:
+    """GET /v1/sales/{sale_id}: the sale, its receipt and print jobs."""
+    try:
+        recorded, jobs = await request.app[CHECKOUT].get(request.match_info["sale_id"])
+    except UnknownSale:
+        return error_response(404, "not_found", "no sale with this sale_id")
+    return web.json_response(_sale_answer(recorded, jobs))
+
+
+async def reprint_sale(request: web.Request) -> web.Response:
+    """POST /v1/sales/{sale_id}/reprint: print a copy, marked as such."""
+    printer = request.query.get("printer")
+    try:
+        job = await request.app[CHECKOUT].reprint(request.match_info["sale_id"], printer)
+    except UnknownSale:
+        return error_response(404, "not_found", "no sale with this sale_id")
+    except NoPrinter as err:
+        return error_response(409, "no_printer", str(err))
+    request.app[PRINTERS][job.printer].kick()
+    return web.json_response({"print": job.as_json()}, status=202)
+
+
+async def status_snapshot(app: web.Application) -> dict[str, Any]:
+    """Outbox, print queue and printer health, as the status page shows them."""
+    conn = app[DB].reader
+    depth, oldest = await outbox_depth(conn)
+    async with conn.execute(
+        "SELECT printer, state, count(*) FROM print_jobs"
+        " WHERE state IN ('queued', 'printing', 'failed') GROUP BY printer, state"
+    ) as cur:
+        job_rows = await cur.fetchall()
+    jobs: dict[str, dict[str, int]] = {}
+    for printer, state, count in job_rows:
+        jobs.setdefault(printer, {})[state] = count
+    outbox = app[OUTBOX]
+    return {
+        "store_id": app[CONFIG].store.id,
+        "api_version": API_VERSION,
+        "outbox": {
+            "unsent": depth,
+            "oldest_unsent_at": oldest,
+            "dropped": outbox.stats.dropped,
+            "drop_reasons": outbox.stats.drop_reasons,
+        },
+        "printers": [
+            {
+                "name": name,
+                "uri": cfg.uri,
+                "available": worker.available,
+                "detail": worker.detail,
+                "jobs": jobs.get(name, {}),
+            }
+            for name, worker in app[PRINTERS].items()
+            for cfg in app[CONFIG].printers
+            if cfg.name == name
+        ],
+    }
+
+
+async def get_status(request: web.Request) -> web.Response:
+    """GET /v1/status."""
+    return web.json_response(await status_snapshot(request.app))
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    """GET /metrics in Prometheus text format."""
+    app = request.app
+    metrics = app[METRICS]
+    snapshot = await status_snapshot(app)
+    metrics.outbox_depth.set(snapshot["outbox"]["unsent"])
+    totals: dict[str, int] = {"queued": 0, "printing": 0, "failed": 0}
+    for printer in snapshot["printers"]:
+        metrics.printer_up.labels(printer["name"]).set(1 if printer["available"] else 0)
+        for state, count in printer["jobs"].items():
+            totals[state] = totals.get(state, 0) + count
+    for state, count in totals.items():
+        metrics.print_jobs.labels(state).set(count)
+    body = generate_latest(metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def make_app(
+    config: AgentConfig,
+    db: Database,
+    outbox: Outbox,
+    checkout: Checkout,
+    printers: dict[str, PrinterWorker],
+) -> web.Application:
+    """The aiohttp application of the local API."""
+    app = web.Application(
+        client_max_size=config.api.max_body_bytes,
+        middlewares=[_errors_and_metrics, _bearer_auth],
+    )
+    app[CONFIG] = config
+    app[DB] = db
+    app[OUTBOX] = outbox
+    app[CHECKOUT] = checkout
+    app[PRINTERS] = printers
+    app[METRICS] = Metrics()
+    app.router.add_post("/v1/sales", post_sale)
+    app.router.add_get("/v1/sales/{sale_id}", get_sale)
+    app.router.add_post("/v1/sales/{sale_id}/reprint", reprint_sale)
+    app.router.add_get("/v1/status", get_status)
+    app.router.add_get("/metrics", get_metrics)
+    return app

@@ -1,0 +1,244 @@
+"""``storelink-agent``: run the agent and the store-IT commands around it.
+
+Exit codes: 0 success, 1 a check or device failed, 2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sqlite3
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from agent.app import DB_FILE, StartupError, prepare_data_dir, serve_until_signalled
+from agent.config import AgentConfig, ConfigError, load_config
+from agent.db import DatabaseError
+from agent.outbox import ms_to_iso
+from agent.printing import profile_of
+from agent.qrtoken import issue_token
+from agent.receipt import render_test_page
+from agent.storekey import StoreKeyError, load_or_create_store_key
+from config.receipt_token import ReceiptClaims, receipt_url
+from drivers.printer.connection import print_job
+from drivers.printer.errors import PrinterError
+
+log = logging.getLogger(__name__)
+
+
+class _StoreFilter(logging.Filter):
+    def __init__(self, store_id: str) -> None:
+        super().__init__()
+        self.store_id = store_id
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.store = self.store_id
+        return True
+
+
+def setup_logging(store_id: str, verbose: bool = False) -> None:
+    """One line per record on stdout (the journal), tagged with the store id."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.addFilter(_StoreFilter(store_id))
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s store=%(store)s %(name)s: %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    # python-escpos logs every connection at INFO on the root logger.
+    logging.getLogger("escpos").setLevel(logging.WARNING)
+
+
+def _load(path: Path) -> AgentConfig:
+    try:
+        return load_config(path)
+    except ConfigError as err:
+        print(f"configuration error:\n{err}", file=sys.stderr)
+        raise SystemExit(2) from err
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the agent in the foreground."""
+    config = _load(args.config)
+    setup_logging(config.store.id, args.verbose)
+    try:
+        asyncio.run(serve_until_signalled(config))
+    except (StartupError, StoreKeyError, DatabaseError) as err:
+        log.error("cannot start: %s", err)  # noqa: TRY400 - a clear sentence, no traceback
+        return 2
+    return 0
+
+
+def _read_status(config: AgentConfig) -> dict[str, Any]:
+    db_path = config.store.data_dir / DB_FILE
+    if not db_path.exists():
+        return {"store_id": config.store.id, "database": "not created yet (agent never ran)"}
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        unsent, oldest_ms = conn.execute(
+            "SELECT count(*), min(occurred_at_ms) FROM outbox WHERE sent_at IS NULL"
+        ).fetchone()
+        oldest = ms_to_iso(oldest_ms) if oldest_ms is not None else None
+        jobs = conn.execute(
+            "SELECT printer, state, count(*) FROM print_jobs"
+            " WHERE state IN ('queued', 'printing', 'failed') GROUP BY printer, state"
+        ).fetchall()
+        health = {
+            row[0]: {"available": bool(row[1]), "detail": row[2], "checked_at": row[3]}
+            for row in conn.execute(
+                "SELECT name, available, detail, checked_at FROM printer_status"
+            )
+        }
+        sales = conn.execute("SELECT count(*), max(receipt_no) FROM sales").fetchone()
+    finally:
+        conn.close()
+    by_printer: dict[str, dict[str, int]] = {}
+    for printer, state, count in jobs:
+        by_printer.setdefault(printer, {})[state] = count
+    return {
+        "store_id": config.store.id,
+        "sales": {"count": sales[0], "last_receipt_no": sales[1]},
+        "outbox": {"unsent": unsent, "oldest_unsent_at": oldest},
+        "printers": [
+            {
+                "name": p.name,
+                "uri": p.uri,
+                **health.get(p.name, {"available": None, "detail": "not checked yet"}),
+                "jobs": by_printer.get(p.name, {}),
+            }
+            for p in config.printers
+        ],
+    }
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Show outbox depth, queued print jobs and printer health from the database."""
+    config = _load(args.config)
+    try:
+        status = _read_status(config)
+    except sqlite3.Error as err:
+        print(f"cannot read the agent database: {err}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    print(f"store {status['store_id']}")
+    if "database" in status:
+        print(f"  database: {status['database']}")
+        return 0
+    sales, outbox = status["sales"], status["outbox"]
+    print(f"  sales: {sales['count']} (last receipt {sales['last_receipt_no'] or '-'})")
+    print(f"  outbox: {outbox['unsent']} unsent (oldest {outbox['oldest_unsent_at'] or '-'})")
+    for p in status["printers"]:
+        state = {True: "available", False: "NOT AVAILABLE", None: "unknown"}[p["available"]]
+        queued = ", ".join(f"{k} {v}" for k, v in sorted(p["jobs"].items())) or "no jobs waiting"
+        print(f"  printer {p['name']} ({p['uri']}): {state}: {p['detail']}; {queued}")
+    return 0
+
+
+def cmd_print_test(args: argparse.Namespace) -> int:
+    """Print a test receipt with a signed QR on every printer; report each one."""
+    config = _load(args.config)
+    if not config.printers:
+        print("no printers configured")
+        return 1
+    try:
+        prepare_data_dir(config.store.data_dir)
+        key = load_or_create_store_key(config.store.data_dir)
+    except (StartupError, StoreKeyError) as err:
+        print(f"cannot load the store key: {err}", file=sys.stderr)
+        return 2
+    now = datetime.now(UTC)
+    # receipt_seq 0 marks a test receipt: it verifies at the cloud but is no sale.
+    claims = ReceiptClaims(config.store.id, 0, int(now.timestamp()), 0, "XXX", None)
+    url = receipt_url(config.cloud.url, issue_token(claims, key))
+    failures = 0
+    for printer in config.printers:
+        profile = profile_of(printer)
+        data = render_test_page(
+            config.store.name or config.store.id,
+            printer.name,
+            profile,
+            url,
+            now,
+            cjk_font=config.receipt.cjk_font,
+        )
+        try:
+            status = print_job(printer.parsed_uri, data, printer.timeout_s)
+        except PrinterError as err:
+            failures += 1
+            print(f"{printer.name}: FAILED: {err}")
+            continue
+        state = status.describe() if status is not None else "status not readable"
+        print(f"{printer.name}: printed test receipt ({len(data)} bytes); printer {state}")
+    print(f"QR: {url}")
+    return 1 if failures else 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Check config, data directory, store key and printers; non-zero if anything is wrong."""
+    config = _load(args.config)
+    from agent.doctor import run_checks
+
+    results = run_checks(config)
+    for result in results:
+        print(result.line())
+    return 0 if all(r.ok for r in results) else 1
+
+
+def cmd_printer_emulate(args: argparse.Namespace) -> int:
+    """Run the ESC/POS printer emulator (for the demo and integrators)."""
+    from drivers.printer.emulator import main as emulator_main
+
+    argv = ["--listen", args.listen, "--width", str(args.width)]
+    if args.out:
+        argv += ["--out", str(args.out)]
+    return emulator_main(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(prog="storelink-agent", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--config", type=Path, required=True, help="agent TOML config file")
+        return p
+
+    run = with_config("run", "run the agent")
+    run.add_argument("--verbose", action="store_true", help="debug logging")
+    run.set_defaults(func=cmd_run)
+    status = with_config("status", "show printers, outbox depth and queued jobs")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=cmd_status)
+    with_config("print-test", "print a test receipt on every printer").set_defaults(
+        func=cmd_print_test
+    )
+    with_config("doctor", "check the installation").set_defaults(func=cmd_doctor)
+
+    printer = sub.add_parser("printer", help="printer tools")
+    printer_sub = printer.add_subparsers(dest="printer_command", required=True)
+    emulate = printer_sub.add_parser("emulate", help="run the ESC/POS printer emulator")
+    emulate.add_argument("--listen", default="127.0.0.1:9100", help="HOST:PORT to listen on")
+    emulate.add_argument("--out", type=Path, help="write each job as a PNG into this folder")
+    emulate.add_argument("--width", type=int, default=512, help="paper width in dots")
+    emulate.set_defaults(func=cmd_printer_emulate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``storelink-agent``."""
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,177 @@
+"""The agent's TOML configuration (shared with the sync daemon), validated before anything runs.
+
+Unknown keys are errors, and every error names the key it is about, e.g.
+``agent.toml: printers[0].uri: unsupported printer URI scheme 'ftp' (...)``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from agent.validation import describe
+from drivers.printer.errors import InvalidPrinterURI
+from drivers.printer.uri import PrinterURI, parse_printer_uri
+
+
+class ConfigError(Exception):
+    """The configuration file is missing, unreadable or invalid."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+def _host_port(value: str) -> str:
+    split_host_port(value)
+    return value
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    """Split ``host:port`` (or ``[v6]:port``) into its parts, checking the port range."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    port = int(port_text)
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} is out of range 1-65535")
+    return host.strip("[]"), port
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")) or len(value) < 10:
+        raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+    return value.rstrip("/")
+
+
+HostPort = Annotated[str, AfterValidator(_host_port)]
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
+
+
+class StoreConfig(_Strict):
+    id: Identifier
+    data_dir: Path
+    name: str = ""
+    address: tuple[str, ...] = ()
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as err:
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from err
+        return value
+
+
+class ApiConfig(_Strict):
+    listen: HostPort = "127.0.0.1:8380"
+    key: SecretStr = Field(min_length=8)
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
+
+
+class CloudConfig(_Strict):
+    url: HttpUrl
+
+
+class PrinterConfig(_Strict):
+    name: Identifier
+    uri: str
+    # A python-escpos profile name: it fixes paper width, native QR support, GB18030.
+    profile: str = "TM-T88V"
+    gb18030: bool | None = None
+    native_qr: bool | None = None
+    # Registers whose receipts this printer prints; the first printer takes all others.
+    registers: tuple[str, ...] = ()
+    timeout_s: float = Field(default=5.0, gt=0, le=60)
+
+    @field_validator("uri")
+    @classmethod
+    def _valid_uri(cls, value: str) -> str:
+        try:
+            parse_printer_uri(value)
+        except InvalidPrinterURI as err:
+            raise ValueError(str(err)) from err
+        return value
+
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, value: str) -> str:
+        from agent.receipt import paper_profile
+
+        paper_profile(value)
+        return value
+
+    @property
+    def parsed_uri(self) -> PrinterURI:
+        """The printer URI, parsed."""
+        return parse_printer_uri(self.uri)
+
+
+class ReceiptConfig(_Strict):
+    footer: str | None = Field(default=None, max_length=500)
+    cjk_font: Path | None = None
+
+
+class AgentConfig(_Strict):
+    store: StoreConfig
+    api: ApiConfig
+    cloud: CloudConfig
+    printers: tuple[PrinterConfig, ...] = ()
+    receipt: ReceiptConfig = ReceiptConfig()
+
+    @model_validator(mode="after")
+    def _unique_printers(self) -> AgentConfig:
+        seen: set[str] = set()
+        for printer in self.printers:
+            if printer.name in seen:
+                raise ValueError(f"printer name {printer.name!r} is used twice")
+            seen.add(printer.name)
+        return self
+
+    def printer_for(self, register_id: str) -> PrinterConfig | None:
+        """The printer that prints receipts of this register (the first one by default)."""
+        for printer in self.printers:
+            if register_id in printer.registers:
+                return printer
+        return self.printers[0] if self.printers else None
+
+
+def parse_config(data: dict[str, Any], source: str = "config") -> AgentConfig:
+    """Validate an already-parsed TOML document."""
+    try:
+        return AgentConfig.model_validate(data)
+    except ValidationError as err:
+        lines = [
+            f"{source}: {p.field}: {'unknown key' if p.message == 'unknown field' else p.message}"
+            for p in describe(err)
+        ]
+        raise ConfigError("\n".join(lines)) from err
+
+
+def load_config(path: Path) -> AgentConfig:
+    """Read and validate the agent config file; touches nothing else on disk."""
+    try:
+        data = tomllib.loads(path.read_text("utf-8"))
+    except FileNotFoundError as err:
+        raise ConfigError(f"{path}: no such file") from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read: {err}") from err
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from err
+    return parse_config(data, str(path))

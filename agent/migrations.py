@@ -1,0 +1,57 @@
+"""Schema of the agent's SQLite file, one script per version (``PRAGMA user_version``).
+
+Append new versions; never edit a released one. Statements are separated by ``;`` at the
+end of a line.
+"""
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: outbox, sales, print jobs, printer status, store metadata.
+    """
+    CREATE TABLE store_meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- the per-store sequence; never reused
+        event_id BLOB NOT NULL UNIQUE,          -- UUIDv7, 16 bytes
+        kind TEXT NOT NULL,
+        schema_version INTEGER NOT NULL,
+        occurred_at_ms INTEGER NOT NULL,        -- Unix time in milliseconds, UTC
+        payload BLOB NOT NULL,                  -- JSON object, UTF-8
+        sent_at TEXT                            -- set with the cloud's acknowledgement
+    );
+    CREATE INDEX outbox_unsent ON outbox (seq) WHERE sent_at IS NULL;
+    CREATE TABLE sales (
+        sale_id TEXT PRIMARY KEY,
+        receipt_seq INTEGER NOT NULL UNIQUE,
+        receipt_no TEXT NOT NULL UNIQUE,
+        request_hash TEXT NOT NULL,             -- to tell a retry from a conflicting reuse
+        body TEXT NOT NULL,                     -- the validated sale, JSON
+        receipt_url TEXT NOT NULL,
+        event_seq INTEGER NOT NULL REFERENCES outbox (seq),
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE print_jobs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        sale_id TEXT REFERENCES sales (sale_id),
+        printer TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('receipt', 'reprint')),
+        state TEXT NOT NULL CHECK (state IN ('queued', 'printing', 'done', 'failed')),
+        copy INTEGER NOT NULL DEFAULT 0,        -- 1: print marked as a copy
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        printed_at TEXT
+    );
+    CREATE INDEX print_jobs_pending ON print_jobs (printer, id)
+        WHERE state IN ('queued', 'printing');
+    CREATE INDEX print_jobs_sale ON print_jobs (sale_id);
+    CREATE TABLE printer_status (
+        name TEXT PRIMARY KEY,
+        available INTEGER NOT NULL,
+        detail TEXT NOT NULL,
+        checked_at TEXT NOT NULL
+    )
+    """,
+)

@@ -1,0 +1,326 @@
+"""Print workers: one per configured printer, sending queued jobs in order, exactly once.
+
+A job is marked ``printing`` (committed) before its first byte leaves. If the outcome is then
+uncertain (the connection broke after some bytes, or the agent was killed), the job goes back
+to the queue marked as a copy, so a receipt is never printed twice without "COPY" on it. A
+printer that is unreachable, offline, out of paper or has its cover open is retried with
+capped exponential backoff; nothing is sent to it meanwhile. Status is polled while idle and
+logged once when a printer drops and once when it recovers.
+
+The blocking transport (python-escpos sockets, pyserial) runs on one thread per printer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, TypeVar
+
+from agent.config import AgentConfig, PrinterConfig
+from agent.db import Database, DatabaseError, Durability
+from agent.outbox import utc_iso
+from agent.receipt import (
+    PaperProfile,
+    Receipt,
+    ReceiptLine,
+    ReceiptPayment,
+    paper_profile,
+    render_receipt,
+)
+from drivers.printer.connection import PrinterConnection, print_job
+from drivers.printer.errors import (
+    PrinterError,
+    PrinterNotReady,
+    PrinterUnreachable,
+    PrinterWriteError,
+)
+from drivers.printer.status import PrinterStatus
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+IDLE_POLL_S = 30.0
+BACKOFF_START_S = 0.5
+BACKOFF_CAP_S = 30.0
+HEALTH_SAVE_S = 60.0
+PRERENDER_KEEP = 64
+
+
+@dataclass(frozen=True, slots=True)
+class PrinterHealth:
+    """What the status page shows for a printer."""
+
+    name: str
+    uri: str
+    available: bool
+    detail: str
+    checked_at: str | None
+    queued: int
+
+
+def receipt_from_sale(
+    config: AgentConfig, body: dict[str, Any], receipt_no: str, receipt_url: str
+) -> Receipt:
+    """The printable receipt for a recorded sale body."""
+    store = config.store
+    return Receipt(
+        store_name=store.name or store.id,
+        store_id=store.id,
+        address_lines=store.address,
+        receipt_no=receipt_no,
+        occurred_at=datetime.fromisoformat(body["occurred_at"]),
+        tz=store.timezone,
+        register_id=body["register_id"],
+        staff_id=body.get("staff_id"),
+        member_id=body.get("member_id"),
+        lines=tuple(
+            ReceiptLine(
+                name=line["name"],
+                qty=line["qty"],
+                unit_price=line["unit_price"],
+                discount=line.get("discount", 0),
+                sku=line.get("sku"),
+                gtin=line.get("gtin"),
+            )
+            for line in body["lines"]
+        ),
+        payments=tuple(ReceiptPayment(p["method"], p["amount"]) for p in body["payments"]),
+        total=body["total"],
+        currency=body["currency"],
+        qr_url=receipt_url,
+        footer=config.receipt.footer,
+    )
+
+
+def profile_of(printer: PrinterConfig) -> PaperProfile:
+    """The paper profile of a configured printer, with its overrides."""
+    return paper_profile(printer.profile, gb18030=printer.gb18030, native_qr=printer.native_qr)
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    id: int
+    sale_id: str
+    kind: str
+    copy: bool
+    receipt_no: str
+    receipt_url: str
+    body: dict[str, Any]
+
+
+class PrinterWorker:
+    """Sends one printer's queued jobs; start with ``async with``."""
+
+    def __init__(self, config: AgentConfig, printer: PrinterConfig, db: Database) -> None:
+        self._config = config
+        self._printer = printer
+        self._db = db
+        self._profile = profile_of(printer)
+        self._font = config.receipt.cjk_font
+        self._wake = asyncio.Event()
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"printer-{printer.name}")
+        # Rendering has its own thread, so a receipt renders while the previous one is sent.
+        self._render_thread = ThreadPoolExecutor(1, thread_name_prefix=f"render-{printer.name}")
+        self._prerendered: dict[str, asyncio.Future[bytes]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._backoff = BACKOFF_START_S
+        self.available: bool | None = None
+        self.detail = "not checked yet"
+        self._health_saved_at = -HEALTH_SAVE_S
+
+    @property
+    def name(self) -> str:
+        """The printer's configured name."""
+        return self._printer.name
+
+    async def __aenter__(self) -> PrinterWorker:
+        self._task = asyncio.create_task(self._run(), name=f"printer-{self.name}")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        # A send in flight finishes on its thread (bounded by the printer timeout).
+        await asyncio.to_thread(self._thread.shutdown, wait=True)
+        await asyncio.to_thread(self._render_thread.shutdown, wait=True)
+
+    def kick(self) -> None:
+        """Look for work now (a job was queued)."""
+        self._wake.set()
+
+    def prerender(self, sale_id: str, body: dict[str, Any], receipt_no: str, url: str) -> None:
+        """Start rendering a new sale's receipt while its transaction commits."""
+        job = _Job(0, sale_id, "receipt", False, receipt_no, url, body)
+        loop = asyncio.get_running_loop()
+        self._prerendered[sale_id] = loop.run_in_executor(self._render_thread, self._render, job)
+        while len(self._prerendered) > PRERENDER_KEEP:
+            # Receipts of sales that never committed (refused, crashed) are never asked for.
+            self._prerendered.pop(next(iter(self._prerendered))).cancel()
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    async def _run(self) -> None:
+        while True:
+            # Cleared before the step, so a kick that arrives during it is not lost.
+            self._wake.clear()
+            try:
+                delay = await self._step()
+            except DatabaseError:
+                log.exception("printer %s: database error; retrying", self.name)
+                delay = BACKOFF_CAP_S
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def _step(self) -> float:
+        """Print the next job if any; return how long to wait before the next step."""
+        job = await self._claim_next_job()
+        if job is None:
+            await self._poll_status()
+            return IDLE_POLL_S
+        prerendered = self._prerendered.pop(job.sale_id, None) if job.kind == "receipt" else None
+        try:
+            if prerendered is not None and not job.copy:
+                data = await prerendered
+            else:
+                data = await self._call(self._render, job)
+        except Exception as err:  # a bug or bad stored data: do not retry forever
+            log.exception("printer %s: cannot render job %d", self.name, job.id)
+            await self._finish(job.id, "failed", f"render error: {err}")
+            return 0
+        try:
+            status = await self._call(
+                print_job, self._printer.parsed_uri, data, self._printer.timeout_s
+            )
+        except PrinterWriteError as err:
+            uncertain = err.bytes_sent > 0
+            await self._requeue(job.id, str(err), copy=uncertain)
+            await self._set_health(False, f"connection lost while printing: {err}")
+            return self._next_backoff()
+        except (PrinterUnreachable, PrinterNotReady, PrinterError) as err:
+            detail = err.status.describe() if isinstance(err, PrinterNotReady) else str(err)
+            await self._requeue(job.id, detail, copy=False)
+            await self._set_health(False, detail)
+            return self._next_backoff()
+        await self._finish(job.id, "done", None)
+        await self._set_health(True, status.describe() if status is not None else "online")
+        self._backoff = BACKOFF_START_S
+        return 0
+
+    def _render(self, job: _Job) -> bytes:
+        receipt = receipt_from_sale(self._config, job.body, job.receipt_no, job.receipt_url)
+        return render_receipt(receipt, self._profile, copy=job.copy, cjk_font=self._font)
+
+    def _next_backoff(self) -> float:
+        delay = self._backoff
+        self._backoff = min(self._backoff * 2, BACKOFF_CAP_S)
+        return delay * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not crypto
+
+    async def _claim_next_job(self) -> _Job | None:
+        """Take the oldest pending job and commit that it is being sent, in one transaction.
+
+        A job found still 'printing' was interrupted after it started (connection lost, agent
+        killed): its outcome is unknown, so from now on it prints as a copy. Picking and
+        marking in one write transaction means no read can see a job that is already done.
+        """
+        now = utc_iso(datetime.now(UTC))
+        # FULL like the sale itself: no synchronous-mode switch between the two on this path.
+        async with self._db.write(Durability.FULL) as conn:
+            claimed = list(
+                await conn.execute_fetchall(
+                    "UPDATE print_jobs SET"
+                    " copy = CASE WHEN state = 'printing' THEN 1 ELSE copy END,"
+                    " state = 'printing', attempts = attempts + 1, updated_at = ?"
+                    " WHERE id = (SELECT id FROM print_jobs WHERE printer = ?"
+                    " AND state IN ('queued', 'printing') ORDER BY id LIMIT 1)"
+                    " RETURNING id, sale_id, kind, copy",
+                    (now, self.name),
+                )
+            )
+            if not claimed:
+                return None
+            job_id, sale_id, kind, copy = claimed[0]
+            rows = list(
+                await conn.execute_fetchall(
+                    "SELECT receipt_no, receipt_url, body FROM sales WHERE sale_id = ?",
+                    (sale_id,),
+                )
+            )
+        receipt_no, url, body = rows[0]
+        return _Job(job_id, sale_id, kind, bool(copy), receipt_no, url, json.loads(body))
+
+    async def _requeue(self, job_id: int, error: str, *, copy: bool) -> None:
+        now = utc_iso(datetime.now(UTC))
+        async with self._db.write(Durability.FULL) as conn:
+            await conn.execute_fetchall(
+                "UPDATE print_jobs SET state = 'queued', copy = max(copy, ?), last_error = ?,"
+                " updated_at = ? WHERE id = ?",
+                (int(copy), error, now, job_id),
+            )
+
+    async def _finish(self, job_id: int, state: str, error: str | None) -> None:
+        now = utc_iso(datetime.now(UTC))
+        async with self._db.write(Durability.FULL) as conn:
+            await conn.execute_fetchall(
+                "UPDATE print_jobs SET state = ?, last_error = ?, updated_at = ?,"
+                " printed_at = CASE WHEN ? = 'done' THEN ? END WHERE id = ?",
+                (state, error, now, state, now, job_id),
+            )
+
+    async def _poll_status(self) -> None:
+        try:
+            status = await self._call(self._query_status)
+        except PrinterError as err:
+            await self._set_health(False, str(err))
+            return
+        if status is None:
+            await self._set_health(True, "online (status not readable on this transport)")
+        else:
+            await self._set_health(status.ready, status.describe())
+
+    def _query_status(self) -> PrinterStatus | None:
+        with PrinterConnection(self._printer.parsed_uri, self._printer.timeout_s) as conn:
+            return conn.query_status()
+
+    async def _set_health(self, available: bool, detail: str) -> None:
+        changed = (available, detail) != (self.available, self.detail)
+        if available != self.available:
+            if available:
+                log.info("printer %s is available: %s", self.name, detail)
+            elif self.available is None:
+                log.warning("printer %s is not available: %s", self.name, detail)
+            else:
+                log.warning("printer %s dropped: %s", self.name, detail)
+        else:
+            log.debug("printer %s: %s", self.name, detail)
+        self.available = available
+        self.detail = detail
+        loop_now = asyncio.get_running_loop().time()
+        if changed or loop_now - self._health_saved_at > HEALTH_SAVE_S:
+            # Persisted so `storelink-agent status` (another process) can show it.
+            self._health_saved_at = loop_now
+            async with self._db.write(Durability.FULL) as conn:
+                await conn.execute_fetchall(
+                    "INSERT INTO printer_status (name, available, detail, checked_at)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
+                    " available = excluded.available, detail = excluded.detail,"
+                    " checked_at = excluded.checked_at",
+                    (self.name, int(available), detail, utc_iso(datetime.now(UTC))),
+                )

@@ -1,0 +1,253 @@
+"""A whole simulated store on this machine: printer emulator, agent, and a POS posting sales.
+
+Run through ``scripts/demo`` (which builds .venv first). Everything it starts runs on 127.0.0.1
+and writes under ``demo-out/``; Ctrl-C or ``--duration`` stops it all and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / ".venv" / "bin"
+POS_KEY = "demo-pos-key-7f3a9c"
+
+PRODUCTS = [
+    ("06901234567892", "Trail jacket 冲锋衣", 89900),
+    ("06901234567885", "Down vest 羽绒背心", 59900),
+    ("06901234567878", "Hiking boots 登山鞋", 129900),
+    ("06901234567861", "Merino socks", 9900),
+    ("06901234567854", "Fleece 抓绒衣", 39900),
+    ("06901234567847", "Rain pants 防水裤", 45900),
+    ("06901234567830", "Beanie", 12900),
+    ("06901234567823", "Base layer 速干衣", 25900),
+]
+ASSOCIATES = ["A01", "A02", "A03", "A07"]
+MEMBERS = ["M-000101", "M-000102", "M-000215", "M-000342"]
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def http(method: str, url: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
+    """A small JSON HTTP call (stdlib only: the demo must not depend on test tools)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - loopback
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"null")
+
+
+def wait_http(url: str, token: str | None, seconds: float = 30) -> None:
+    """Wait until a URL answers."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            http("GET", url, token=token)
+        except OSError:
+            time.sleep(0.2)
+            continue
+        return
+    raise SystemExit(f"demo: {url} did not come up; see the logs in demo-out/")
+
+
+def make_sale(rng: random.Random) -> dict[str, Any]:
+    """A realistic sale: one to three products, sometimes a member and a discount."""
+    lines: list[dict[str, Any]] = []
+    for gtin, name, price in rng.sample(PRODUCTS, rng.randint(1, 3)):
+        qty = rng.choice([1, 1, 1, 2])
+        discount = rng.choice([0, 0, 0, price * qty // 10])
+        lines.append(
+            {"gtin": gtin, "name": name, "qty": qty, "unit_price": price, "discount": discount}
+        )
+    total = sum(line["qty"] * line["unit_price"] - line["discount"] for line in lines)
+    sale: dict[str, Any] = {
+        "sale_id": str(uuid.uuid4()),
+        "register_id": rng.choice(["R1", "R2"]),
+        "staff_id": rng.choice(ASSOCIATES),
+        "lines": lines,
+        "payments": [{"method": rng.choice(["card", "alipay", "wechat", "cash"]), "amount": total}],
+        "total": total,
+        "currency": "CNY",
+        "occurred_at": datetime.now(UTC).isoformat(),
+    }
+    if rng.random() < 0.4:
+        sale["member_id"] = rng.choice(MEMBERS)
+    return sale
+
+
+@dataclass
+class Processes:
+    """What the demo started, stopped in reverse order."""
+
+    running: list[tuple[str, subprocess.Popen[bytes]]]
+
+    def start(self, name: str, args: list[str], log: Path) -> None:
+        with log.open("ab") as out:
+            proc = subprocess.Popen(  # noqa: S603 - our own console scripts
+                args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.running.append((name, proc))
+
+    def check(self) -> None:
+        for name, proc in self.running:
+            if proc.poll() is not None:
+                raise SystemExit(f"demo: {name} exited with {proc.returncode}; see demo-out/")
+
+    def stop(self) -> None:
+        for _, proc in reversed(self.running):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for _, proc in reversed(self.running):
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def write_agent_config(out: Path, api_port: int, printer_port: int) -> Path:
+    """The demo store's agent.toml."""
+    path = out / "agent.toml"
+    path.write_text(
+        f"""[store]
+id = "S001"
+name = "Trailhead Outfitters 山径户外"
+address = ["88 Nanjing Rd, Shanghai"]
+timezone = "Asia/Shanghai"
+data_dir = "{out / "agent-data"}"
+
+[api]
+listen = "127.0.0.1:{api_port}"
+key = "{POS_KEY}"
+
+[cloud]
+url = "http://127.0.0.1:8080"
+
+[receipt]
+footer = "Thank you! 谢谢光临"
+
+[[printers]]
+name = "front"
+uri = "socket://127.0.0.1:{printer_port}"
+profile = "TM-T88V"
+"""
+    )
+    return path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--duration", type=float, default=0, help="seconds to run (0: until Ctrl-C)"
+    )
+    parser.add_argument("--interval", type=float, default=2.0, help="seconds between sales")
+    args = parser.parse_args()
+
+    out = ROOT / "demo-out"
+    shutil.rmtree(out, ignore_errors=True)
+    receipts = out / "receipts"
+    receipts.mkdir(parents=True)
+    printer_port, api_port = free_port(), free_port()
+    config = write_agent_config(out, api_port, printer_port)
+    base = f"http://127.0.0.1:{api_port}"
+
+    procs = Processes([])
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    agent = str(BIN / "storelink-agent")
+    try:
+        procs.start(
+            "printer emulator",
+            [
+                agent,
+                "printer",
+                "emulate",
+                "--listen",
+                f"127.0.0.1:{printer_port}",
+                "--out",
+                str(receipts),
+            ],
+            out / "printer.log",
+        )
+        procs.start("agent", [agent, "run", "--config", str(config)], out / "agent.log")
+        wait_http(f"{base}/v1/status", POS_KEY)
+        print(
+            f"""
+storelink demo: a simulated store is running.
+
+  Receipts as the printer prints them (PNG): {receipts}/
+  Agent log:                                 {out / "agent.log"}
+  POS API (Bearer {POS_KEY}):        {base}/v1/status
+  Prometheus metrics:                        {base}/metrics
+  Store status:   .venv/bin/storelink-agent status --config {config}
+
+A simulated POS posts a sale every ~{args.interval:g} s (two registers, four associates,
+some members, Chinese product names). Ctrl-C stops everything.
+""",
+            flush=True,
+        )
+        rng = random.Random()  # noqa: S311 - simulated shoppers, not secrets
+        started = time.monotonic()
+        count = 0
+        while not stopping:
+            if args.duration and time.monotonic() - started >= args.duration:
+                break
+            procs.check()
+            sale = make_sale(rng)
+            status, answer = http("POST", f"{base}/v1/sales", sale, POS_KEY)
+            count += 1
+            if status == 201:
+                print(
+                    f"sale {count}: receipt {answer['receipt_no']} "
+                    f"total {sale['total'] / 100:.2f} CNY -> {answer['receipt_url'][:60]}...",
+                    flush=True,
+                )
+            else:
+                print(f"sale {count}: refused {status}: {answer}", flush=True)
+            deadline = time.monotonic() + rng.uniform(0.5, 1.5) * args.interval
+            while not stopping and time.monotonic() < deadline:
+                time.sleep(0.1)
+    finally:
+        procs.stop()
+    pngs = sorted(receipts.glob("*.png"))
+    print(f"\ndemo stopped: {count} sales, {len(pngs)} receipts printed into {receipts}/")
+    if pngs:
+        print(f"latest receipt: {pngs[-1]}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.chdir(ROOT)
+    sys.exit(main())

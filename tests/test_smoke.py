@@ -1,0 +1,2 @@
+async def test_loop_runs() -> None:
+    assert True
