@@ -153,8 +153,6 @@ async def post_sale(request: web.Request) -> web.Response:
         return error_response(409, "sale_id_conflict", str(err))
     if recorded.created:
         metrics.sales.labels("recorded").inc()
-        if recorded.print_job is not None:
-            request.app[PRINTERS][recorded.print_job.printer].kick()
         log.info("sale %s recorded as receipt %s", recorded.sale_id, recorded.receipt_no)
     else:
         metrics.sales.labels("repeat").inc()

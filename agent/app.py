@@ -19,14 +19,12 @@ from aiohttp import web
 from agent.api import make_app
 from agent.checkout import Checkout
 from agent.config import AgentConfig, split_host_port
-from agent.db import Database, DatabaseError, Durability
+from agent.db import DB_FILE, Database, DatabaseError, Durability
 from agent.outbox import Outbox
 from agent.printing import PrinterWorker
 from agent.storekey import load_or_create_store_key
 
 log = logging.getLogger(__name__)
-
-DB_FILE = "agent.db"
 
 
 class StartupError(Exception):
@@ -87,13 +85,7 @@ async def run_agent(
             workers[printer.name] = await stack.enter_async_context(
                 PrinterWorker(config, printer, db)
             )
-        checkout = Checkout(
-            config,
-            db,
-            outbox,
-            key,
-            prerender=lambda name, *receipt: workers[name].prerender(*receipt),
-        )
+        checkout = Checkout(config, db, outbox, key, workers)
         app = make_app(config, db, outbox, checkout, workers)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()

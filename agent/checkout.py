@@ -9,23 +9,39 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import aiosqlite
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.config import AgentConfig
+from agent.config import AgentConfig, PrinterConfig
 from agent.db import Database, Durability
 from agent.outbox import NewEvent, Outbox, epoch_ms, utc_iso
 from agent.qrtoken import issue_token
 from agent.sale import Sale, sale_fingerprint
 from config.receipt_token import ReceiptClaims, receipt_number, receipt_url
 
-# Called with (printer name, sale_id, sale body, receipt_no, receipt_url) of a new sale.
-Prerender = Callable[[str, str, dict[str, Any], str, str], None]
+
+class ReceiptPrinter(Protocol):
+    """What checkout needs of a print worker (agent.printing.PrinterWorker)."""
+
+    def prerender(self, sale_id: str, body: dict[str, Any], receipt_no: str, url: str) -> None:
+        """Start rendering the receipt while the sale commits."""
+
+    def offer_handoff(self) -> bool:
+        """Whether the job may be committed as 'printing' and handed straight over."""
+
+    def complete_handoff(
+        self, job_id: int | None, sale_id: str, body: dict[str, Any], receipt_no: str, url: str
+    ) -> None:
+        """Hand the committed job over (``job_id`` None: the sale did not commit)."""
+
+    def kick(self) -> None:
+        """A job was queued."""
+
 
 SALE_EVENT_KIND = "sale"
 SALE_EVENT_VERSION = 1
@@ -90,13 +106,13 @@ class Checkout:
         db: Database,
         outbox: Outbox,
         key: Ed25519PrivateKey,
-        prerender: Prerender | None = None,
+        printers: Mapping[str, ReceiptPrinter] | None = None,
     ) -> None:
         self._config = config
         self._db = db
         self._outbox = outbox
         self._key = key
-        self._prerender = prerender
+        self._printers = printers or {}
         self._last_receipt_seq: int | None = None
 
     async def record(self, sale: Sale) -> RecordedSale:
@@ -115,7 +131,31 @@ class Checkout:
             return existing
 
     async def _insert(self, sale: Sale, fingerprint: str) -> RecordedSale:
-        printer = self._config.printer_for(sale.register_id)
+        config = self._config.printer_for(sale.register_id)
+        worker = self._printers.get(config.name) if config is not None else None
+        handoff = worker.offer_handoff() if worker is not None else False
+        job_id: int | None = None
+        receipt_no = url = ""
+        body: dict[str, Any] = {}
+        try:
+            recorded = await self._commit(sale, fingerprint, config, worker, handoff)
+            receipt_no, url, body = recorded.receipt_no, recorded.receipt_url, recorded.body
+            job_id = recorded.print_job.job_id if recorded.print_job else None
+        finally:
+            if worker is not None and handoff:
+                worker.complete_handoff(job_id, sale.sale_id, body, receipt_no, url)
+        if worker is not None and not handoff:
+            worker.kick()
+        return recorded
+
+    async def _commit(
+        self,
+        sale: Sale,
+        fingerprint: str,
+        printer: PrinterConfig | None,
+        worker: ReceiptPrinter | None,
+        handoff: bool,
+    ) -> RecordedSale:
         now = datetime.now(UTC)
         store_id = self._config.store.id
         # Each statement is a round trip to the database thread: keep them few.
@@ -132,9 +172,9 @@ class Checkout:
             url = receipt_url(self._config.cloud.url, issue_token(claims, self._key))
             receipt_no = receipt_number(store_id, seq)
             body = sale.model_dump(mode="json")
-            if printer is not None and self._prerender is not None:
+            if worker is not None:
                 # The receipt renders on the printer's render thread while this commits.
-                self._prerender(printer.name, sale.sale_id, body, receipt_no, url)
+                worker.prerender(sale.sale_id, body, receipt_no, url)
             payload = {**body, "receipt_no": receipt_no, "receipt_seq": seq, "receipt_url": url}
             event_seq, _ = await self._outbox.append_in(
                 conn,
@@ -156,7 +196,9 @@ class Checkout:
             )
             job = None
             if printer is not None:
-                job = await _insert_job(conn, sale.sale_id, printer.name, "receipt", now)
+                job = await _insert_job(
+                    conn, sale.sale_id, printer.name, "receipt", now, handed_over=handoff
+                )
         self._last_receipt_seq = seq
         return RecordedSale(sale.sale_id, receipt_no, seq, url, body, True, job)
 
@@ -228,16 +270,20 @@ async def _insert_job(
     now: datetime,
     *,
     copy: bool = False,
+    handed_over: bool = False,
 ) -> PrintJobState:
+    # A job handed straight to an idle printer is 'printing' from this commit on: if the
+    # agent dies before it is sent, the restart prints it as a copy (never twice unmarked).
+    state, attempts = ("printing", 1) if handed_over else ("queued", 0)
     stamp = utc_iso(now)
     row = await conn.execute_insert(
-        "INSERT INTO print_jobs (sale_id, printer, kind, state, copy, created_at, updated_at)"
-        " VALUES (?, ?, ?, 'queued', ?, ?, ?)",
-        (sale_id, printer, kind, int(copy), stamp, stamp),
+        "INSERT INTO print_jobs (sale_id, printer, kind, state, copy, attempts, created_at,"
+        " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (sale_id, printer, kind, state, int(copy), attempts, stamp, stamp),
     )
     assert row is not None
     job_id = int(row[0])
-    return PrintJobState(job_id, printer, kind, "queued", copy, 0, None)
+    return PrintJobState(job_id, printer, kind, state, copy, attempts, None)
 
 
 async def jobs_for_sale(conn: aiosqlite.Connection, sale_id: str) -> list[PrintJobState]:

@@ -33,6 +33,8 @@ from agent.migrations import MIGRATIONS
 
 log = logging.getLogger(__name__)
 
+DB_FILE = "agent.db"
+
 
 class DatabaseError(Exception):
     """A database operation failed."""
@@ -120,7 +122,21 @@ class Database:
             await conn.close()
 
     async def _migrate(self) -> None:
-        async with self.conn.execute("PRAGMA user_version") as cur:
+        current = await self._schema_version(self.conn)
+        while current < len(MIGRATIONS):
+            async with self.write() as conn:
+                # The agent and the sync daemon may open a new file at the same moment: only
+                # the version read under the write lock says whether this one is still due.
+                current = await self._schema_version(conn)
+                if current < len(MIGRATIONS):
+                    current += 1
+                    log.info("migrating %s to schema version %d", self.path, current)
+                    for statement in _statements(MIGRATIONS[current - 1]):
+                        await conn.execute(statement)
+                    await conn.execute(f"PRAGMA user_version={current}")
+
+    async def _schema_version(self, conn: aiosqlite.Connection) -> int:
+        async with conn.execute("PRAGMA user_version") as cur:
             row = await cur.fetchone()
         current = int(row[0]) if row else 0
         if current > len(MIGRATIONS):
@@ -128,12 +144,7 @@ class Database:
                 f"{self.path} has schema version {current}; this storelink knows up to "
                 f"{len(MIGRATIONS)}: upgrade storelink instead of downgrading it"
             )
-        for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
-            log.info("migrating %s to schema version %d", self.path, version)
-            async with self.write() as conn:
-                for statement in _statements(script):
-                    await conn.execute(statement)
-                await conn.execute(f"PRAGMA user_version={version}")
+        return current
 
     @contextlib.asynccontextmanager
     async def write(

@@ -54,4 +54,54 @@ MIGRATIONS: tuple[str, ...] = (
         checked_at TEXT NOT NULL
     )
     """,
+    # 2: sync state, events the cloud refused, the replica of the store's slice, receipt offers.
+    """
+    -- Events the cloud refused as invalid: set aside, out of the backlog, shown in status.
+    ALTER TABLE outbox ADD COLUMN rejected_at TEXT;
+    ALTER TABLE outbox ADD COLUMN rejected_reason TEXT;
+    CREATE INDEX outbox_rejected ON outbox (seq) WHERE rejected_at IS NOT NULL;
+    CREATE TABLE sync_state (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE members (
+        id TEXT PRIMARY KEY,
+        sealed BLOB NOT NULL,                   -- AES-GCM of name, phone, consent, tags (JSON)
+        home_store TEXT,
+        associate_id TEXT,
+        segments TEXT NOT NULL,                 -- JSON array of segment ids
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX members_associate ON members (associate_id);
+    CREATE TABLE catalogue (
+        sku TEXT PRIMARY KEY,
+        gtin TEXT,
+        name TEXT NOT NULL,
+        price INTEGER NOT NULL,
+        currency TEXT NOT NULL,
+        category TEXT NOT NULL
+    );
+    CREATE INDEX catalogue_gtin ON catalogue (gtin);
+    CREATE TABLE staff (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        active INTEGER NOT NULL
+    );
+    CREATE TABLE segments (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        high_value INTEGER NOT NULL
+    );
+    CREATE TABLE offers (
+        id TEXT PRIMARY KEY,
+        text TEXT NOT NULL,
+        segments TEXT NOT NULL,                 -- JSON array of segment ids; [] is everyone
+        clearance INTEGER NOT NULL,
+        priority INTEGER NOT NULL,
+        active INTEGER NOT NULL
+    );
+    -- The footer offer chosen at checkout, so a reprint shows the same one.
+    ALTER TABLE sales ADD COLUMN offer TEXT
+    """,
 )

@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import random
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -131,6 +132,11 @@ class PrinterWorker:
         # Rendering has its own thread, so a receipt renders while the previous one is sent.
         self._render_thread = ThreadPoolExecutor(1, thread_name_prefix=f"render-{printer.name}")
         self._prerendered: dict[str, asyncio.Future[bytes]] = {}
+        # Hand-off: while the printer is idle and healthy, a new sale's job is committed as
+        # 'printing' in the sale's own transaction and passed here, skipping a second commit.
+        self._idle = False
+        self._handoff_pending = False
+        self._handed: deque[_Job] = deque()
         self._task: asyncio.Task[None] | None = None
         self._backoff = BACKOFF_START_S
         self.available: bool | None = None
@@ -162,6 +168,24 @@ class PrinterWorker:
 
     def kick(self) -> None:
         """Look for work now (a job was queued)."""
+        self._idle = False
+        self._wake.set()
+
+    def offer_handoff(self) -> bool:
+        """Whether the next sale's job may be committed as 'printing' and handed over."""
+        if self._idle and not self._handoff_pending and self.available:
+            self._handoff_pending = True
+            self._idle = False
+            return True
+        return False
+
+    def complete_handoff(
+        self, job_id: int | None, sale_id: str, body: dict[str, Any], receipt_no: str, url: str
+    ) -> None:
+        """The sale committed with its job already 'printing' (or failed: ``job_id`` None)."""
+        self._handoff_pending = False
+        if job_id is not None:
+            self._handed.append(_Job(job_id, sale_id, "receipt", False, receipt_no, url, body))
         self._wake.set()
 
     def prerender(self, sale_id: str, body: dict[str, Any], receipt_no: str, url: str) -> None:
@@ -191,8 +215,15 @@ class PrinterWorker:
 
     async def _step(self) -> float:
         """Print the next job if any; return how long to wait before the next step."""
-        job = await self._claim_next_job()
+        if self._handoff_pending:
+            return IDLE_POLL_S  # the sale's commit wakes us
+        job: _Job | None
+        if self._handed:
+            job = self._handed.popleft()
+        else:
+            job = await self._claim_next_job()
         if job is None:
+            self._idle = True
             await self._poll_status()
             return IDLE_POLL_S
         prerendered = self._prerendered.pop(job.sale_id, None) if job.kind == "receipt" else None
@@ -211,11 +242,13 @@ class PrinterWorker:
             )
         except PrinterWriteError as err:
             uncertain = err.bytes_sent > 0
+            self._idle = False
             await self._requeue(job.id, str(err), copy=uncertain)
             await self._set_health(False, f"connection lost while printing: {err}")
             return self._next_backoff()
         except (PrinterUnreachable, PrinterNotReady, PrinterError) as err:
             detail = err.status.describe() if isinstance(err, PrinterNotReady) else str(err)
+            self._idle = False
             await self._requeue(job.id, detail, copy=False)
             await self._set_health(False, detail)
             return self._next_backoff()
