@@ -16,14 +16,16 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from pydantic import ValidationError
 
 from agent.checkout import Checkout, NoPrinter, SaleConflict, UnknownSale
 from agent.config import AgentConfig
 from agent.db import Database, StorageFull
+from agent.members import MemberDirectory, TagChange
 from agent.outbox import Outbox, outbox_depth
 from agent.printing import PrinterWorker
 from agent.sale import InvalidSale, parse_sale
-from agent.validation import FieldProblem
+from agent.validation import FieldProblem, describe
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,7 @@ CONFIG = web.AppKey("config", AgentConfig)
 DB = web.AppKey("db", Database)
 OUTBOX = web.AppKey("outbox", Outbox)
 CHECKOUT = web.AppKey("checkout", Checkout)
+MEMBERS = web.AppKey("members", MemberDirectory)
 PRINTERS = web.AppKey("printers", dict[str, PrinterWorker])
 METRICS = web.AppKey("metrics", Metrics)
 
@@ -181,6 +184,29 @@ async def reprint_sale(request: web.Request) -> web.Response:
     return web.json_response({"print": job.as_json()}, status=202)
 
 
+async def get_member(request: web.Request) -> web.Response:
+    """GET /v1/members/{member_id}: the member as the store's replica holds it."""
+    view = await request.app[MEMBERS].view(request.match_info["member_id"])
+    if view is None:
+        return error_response(404, "not_found", "no member with this id in this store's slice")
+    return web.json_response(view)
+
+
+async def post_member_tags(request: web.Request) -> web.Response:
+    """POST /v1/members/{member_id}/tags: add and remove tags; the cloud hears of it."""
+    try:
+        change = TagChange.model_validate(await _json_body(request))
+    except _BadJson as err:
+        return error_response(400, "bad_json", f"request body is not valid JSON: {err}")
+    except ValidationError as err:
+        problems = describe(err)
+        return error_response(422, "invalid_tags", "; ".join(map(str, problems)), problems)
+    view = await request.app[MEMBERS].change_tags(request.match_info["member_id"], change)
+    if view is None:
+        return error_response(404, "not_found", "no member with this id in this store's slice")
+    return web.json_response(view)
+
+
 async def status_snapshot(app: web.Application) -> dict[str, Any]:
     """Outbox, print queue and printer health, as the status page shows them."""
     conn = app[DB].reader
@@ -246,6 +272,7 @@ def make_app(
     outbox: Outbox,
     checkout: Checkout,
     printers: dict[str, PrinterWorker],
+    members: MemberDirectory,
 ) -> web.Application:
     """The aiohttp application of the local API."""
     app = web.Application(
@@ -257,10 +284,13 @@ def make_app(
     app[OUTBOX] = outbox
     app[CHECKOUT] = checkout
     app[PRINTERS] = printers
+    app[MEMBERS] = members
     app[METRICS] = Metrics()
     app.router.add_post("/v1/sales", post_sale)
     app.router.add_get("/v1/sales/{sale_id}", get_sale)
     app.router.add_post("/v1/sales/{sale_id}/reprint", reprint_sale)
+    app.router.add_get("/v1/members/{member_id}", get_member)
+    app.router.add_post("/v1/members/{member_id}/tags", post_member_tags)
     app.router.add_get("/v1/status", get_status)
     app.router.add_get("/metrics", get_metrics)
     return app

@@ -1,8 +1,8 @@
 """The agent process's composition root.
 
-Start order (closed in reverse): data directory and store key → database (migrations) →
-outbox writer → one print worker per printer → local API. The API opens last, so the POS
-is never answered before everything behind it runs, and closes first on shutdown.
+Start order (closed in reverse): data directory, store key and replica key → database
+(migrations) → outbox writer → one print worker per printer → local API. The API opens last,
+so the POS is never answered before everything behind it runs, and closes first on shutdown.
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ from agent.api import make_app
 from agent.checkout import Checkout
 from agent.config import AgentConfig, split_host_port
 from agent.db import DB_FILE, Database, DatabaseError, Durability
+from agent.members import MemberDirectory
 from agent.outbox import Outbox
 from agent.printing import PrinterWorker
+from agent.replica import load_or_create_replica_key
 from agent.storekey import load_or_create_store_key
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,7 @@ async def run_agent(
     data_dir = config.store.data_dir
     await asyncio.to_thread(prepare_data_dir, data_dir)
     key = await asyncio.to_thread(load_or_create_store_key, data_dir)
+    seal = await asyncio.to_thread(load_or_create_replica_key, data_dir)
     async with contextlib.AsyncExitStack() as stack:
         try:
             db = await stack.enter_async_context(Database(data_dir / DB_FILE))
@@ -86,7 +89,8 @@ async def run_agent(
                 PrinterWorker(config, printer, db)
             )
         checkout = Checkout(config, db, outbox, key, workers)
-        app = make_app(config, db, outbox, checkout, workers)
+        members = MemberDirectory(db, outbox, seal)
+        app = make_app(config, db, outbox, checkout, workers, members)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.config import AgentConfig, PrinterConfig
 from agent.db import Database, Durability
+from agent.offers import receipt_offer
 from agent.outbox import NewEvent, Outbox, epoch_ms, utc_iso
 from agent.qrtoken import issue_token
 from agent.sale import Sale, sale_fingerprint
@@ -28,14 +29,22 @@ from config.receipt_token import ReceiptClaims, receipt_number, receipt_url
 class ReceiptPrinter(Protocol):
     """What checkout needs of a print worker (agent.printing.PrinterWorker)."""
 
-    def prerender(self, sale_id: str, body: dict[str, Any], receipt_no: str, url: str) -> None:
+    def prerender(
+        self, sale_id: str, body: dict[str, Any], receipt_no: str, url: str, offer: str | None
+    ) -> None:
         """Start rendering the receipt while the sale commits."""
 
     def offer_handoff(self) -> bool:
         """Whether the job may be committed as 'printing' and handed straight over."""
 
     def complete_handoff(
-        self, job_id: int | None, sale_id: str, body: dict[str, Any], receipt_no: str, url: str
+        self,
+        job_id: int | None,
+        sale_id: str,
+        body: dict[str, Any],
+        receipt_no: str,
+        url: str,
+        offer: str | None,
     ) -> None:
         """Hand the committed job over (``job_id`` None: the sale did not commit)."""
 
@@ -133,17 +142,19 @@ class Checkout:
     async def _insert(self, sale: Sale, fingerprint: str) -> RecordedSale:
         config = self._config.printer_for(sale.register_id)
         worker = self._printers.get(config.name) if config is not None else None
+        # Chosen from the replica before the transaction, so it holds no lock longer.
+        offer = await receipt_offer(self._db.reader, sale.member_id) if sale.member_id else None
         handoff = worker.offer_handoff() if worker is not None else False
         job_id: int | None = None
         receipt_no = url = ""
         body: dict[str, Any] = {}
         try:
-            recorded = await self._commit(sale, fingerprint, config, worker, handoff)
+            recorded = await self._commit(sale, fingerprint, config, worker, handoff, offer)
             receipt_no, url, body = recorded.receipt_no, recorded.receipt_url, recorded.body
             job_id = recorded.print_job.job_id if recorded.print_job else None
         finally:
             if worker is not None and handoff:
-                worker.complete_handoff(job_id, sale.sale_id, body, receipt_no, url)
+                worker.complete_handoff(job_id, sale.sale_id, body, receipt_no, url, offer)
         if worker is not None and not handoff:
             worker.kick()
         return recorded
@@ -155,6 +166,7 @@ class Checkout:
         printer: PrinterConfig | None,
         worker: ReceiptPrinter | None,
         handoff: bool,
+        offer: str | None,
     ) -> RecordedSale:
         now = datetime.now(UTC)
         store_id = self._config.store.id
@@ -174,7 +186,7 @@ class Checkout:
             body = sale.model_dump(mode="json")
             if worker is not None:
                 # The receipt renders on the printer's render thread while this commits.
-                worker.prerender(sale.sale_id, body, receipt_no, url)
+                worker.prerender(sale.sale_id, body, receipt_no, url, offer)
             payload = {**body, "receipt_no": receipt_no, "receipt_seq": seq, "receipt_url": url}
             event_seq, _ = await self._outbox.append_in(
                 conn,
@@ -182,7 +194,7 @@ class Checkout:
             )
             await conn.execute_fetchall(
                 "INSERT INTO sales (sale_id, receipt_seq, receipt_no, request_hash, body,"
-                " receipt_url, event_seq, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " receipt_url, event_seq, created_at, offer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     sale.sale_id,
                     seq,
@@ -192,6 +204,7 @@ class Checkout:
                     url,
                     event_seq,
                     utc_iso(now),
+                    offer,
                 ),
             )
             job = None

@@ -16,43 +16,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent.app import DB_FILE, StartupError, prepare_data_dir, serve_until_signalled
+from agent.app import StartupError, prepare_data_dir, serve_until_signalled
 from agent.config import AgentConfig, ConfigError, load_config
-from agent.db import DatabaseError
+from agent.db import DB_FILE, DatabaseError
+from agent.enroll import EnrollError, enroll
+from agent.logs import setup_logging
 from agent.outbox import ms_to_iso
 from agent.printing import profile_of
 from agent.qrtoken import issue_token
 from agent.receipt import render_test_page
+from agent.replica import ReplicaError
 from agent.storekey import StoreKeyError, load_or_create_store_key
 from config.receipt_token import ReceiptClaims, receipt_url
 from drivers.printer.connection import print_job
 from drivers.printer.errors import PrinterError
 
 log = logging.getLogger(__name__)
-
-
-class _StoreFilter(logging.Filter):
-    def __init__(self, store_id: str) -> None:
-        super().__init__()
-        self.store_id = store_id
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.store = self.store_id
-        return True
-
-
-def setup_logging(store_id: str, verbose: bool = False) -> None:
-    """One line per record on stdout (the journal), tagged with the store id."""
-    handler = logging.StreamHandler(sys.stdout)
-    handler.addFilter(_StoreFilter(store_id))
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s store=%(store)s %(name)s: %(message)s")
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    # python-escpos logs every connection at INFO on the root logger.
-    logging.getLogger("escpos").setLevel(logging.WARNING)
 
 
 def _load(path: Path) -> AgentConfig:
@@ -69,7 +48,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     setup_logging(config.store.id, args.verbose)
     try:
         asyncio.run(serve_until_signalled(config))
-    except (StartupError, StoreKeyError, DatabaseError) as err:
+    except (StartupError, StoreKeyError, ReplicaError, DatabaseError) as err:
         log.error("cannot start: %s", err)  # noqa: TRY400 - a clear sentence, no traceback
         return 2
     return 0
@@ -82,7 +61,8 @@ def _read_status(config: AgentConfig) -> dict[str, Any]:
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
         unsent, oldest_ms = conn.execute(
-            "SELECT count(*), min(occurred_at_ms) FROM outbox WHERE sent_at IS NULL"
+            "SELECT count(*), min(occurred_at_ms) FROM outbox"
+            " WHERE sent_at IS NULL AND rejected_at IS NULL"
         ).fetchone()
         oldest = ms_to_iso(oldest_ms) if oldest_ms is not None else None
         jobs = conn.execute(
@@ -139,6 +119,22 @@ def cmd_status(args: argparse.Namespace) -> int:
         state = {True: "available", False: "NOT AVAILABLE", None: "unknown"}[p["available"]]
         queued = ", ".join(f"{k} {v}" for k, v in sorted(p["jobs"].items())) or "no jobs waiting"
         print(f"  printer {p['name']} ({p['uri']}): {state}: {p['detail']}; {queued}")
+    return 0
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    """Register the store's public key with the cloud using a one-time token."""
+    config = _load(args.config)
+    try:
+        enrolled = asyncio.run(enroll(config, args.cloud, args.token))
+    except EnrollError as err:
+        print(f"enrollment failed: {err}", file=sys.stderr)
+        return 1
+    print(f"store {enrolled.store_id} enrolled with {enrolled.cloud_url} (epoch {enrolled.epoch})")
+    print(f"public key: {enrolled.public_key}")
+    print("restart storelink-sync if it runs, so it syncs with this enrollment")
+    if enrolled.cloud_url != config.cloud.url:
+        print(f"note: receipt QR codes point at [cloud] url = {config.cloud.url} in {args.config}")
     return 0
 
 
@@ -218,6 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
     status = with_config("status", "show printers, outbox depth and queued jobs")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
+    enroll_cmd = with_config("enroll", "register the store's key with the cloud (one-time token)")
+    enroll_cmd.add_argument(
+        "--cloud", required=True, help="the cloud's URL, e.g. https://cloud.example.com"
+    )
+    enroll_cmd.add_argument(
+        "--token", required=True, help="token printed by `storelink-cloud stores add`"
+    )
+    enroll_cmd.set_defaults(func=cmd_enroll)
     with_config("print-test", "print a test receipt on every printer").set_defaults(
         func=cmd_print_test
     )
@@ -233,9 +237,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _glue_token(argv: Sequence[str]) -> list[str]:
+    """``--token T`` as ``--token=T``, so a token starting with "-" is not taken for an option."""
+    out = list(argv)
+    for i, arg in enumerate(out[:-1]):
+        if arg == "--token":
+            out[i : i + 2] = [f"--token={out[i + 1]}"]
+            break
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``storelink-agent``."""
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_glue_token(sys.argv[1:] if argv is None else argv))
     result: int = args.func(args)
     return result
 

@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -111,10 +112,13 @@ class PrinterConfig(_Strict):
 
     @field_validator("profile")
     @classmethod
-    def _known_profile(cls, value: str) -> str:
-        from agent.receipt import paper_profile
+    def _known_profile(cls, value: str, info: ValidationInfo) -> str:
+        # Checking a name loads the renderer (python-escpos, Pillow): the sync daemon, which
+        # never prints, skips it to stay small.
+        if (info.context or {}).get("printer_profiles", True):
+            from agent.receipt import paper_profile
 
-        paper_profile(value)
+            paper_profile(value)
         return value
 
     @property
@@ -152,10 +156,12 @@ class AgentConfig(_Strict):
         return self.printers[0] if self.printers else None
 
 
-def parse_config(data: dict[str, Any], source: str = "config") -> AgentConfig:
-    """Validate an already-parsed TOML document."""
+def parse_config(
+    data: dict[str, Any], source: str = "config", *, printer_profiles: bool = True
+) -> AgentConfig:
+    """Validate an already-parsed TOML document (printer profile names unless told not to)."""
     try:
-        return AgentConfig.model_validate(data)
+        return AgentConfig.model_validate(data, context={"printer_profiles": printer_profiles})
     except ValidationError as err:
         lines = [
             f"{source}: {p.field}: {'unknown key' if p.message == 'unknown field' else p.message}"
@@ -164,7 +170,7 @@ def parse_config(data: dict[str, Any], source: str = "config") -> AgentConfig:
         raise ConfigError("\n".join(lines)) from err
 
 
-def load_config(path: Path) -> AgentConfig:
+def load_config(path: Path, *, printer_profiles: bool = True) -> AgentConfig:
     """Read and validate the agent config file; touches nothing else on disk."""
     try:
         data = tomllib.loads(path.read_text("utf-8"))
@@ -174,4 +180,4 @@ def load_config(path: Path) -> AgentConfig:
         raise ConfigError(f"{path}: cannot read: {err}") from err
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML: {err}") from err
-    return parse_config(data, str(path))
+    return parse_config(data, str(path), printer_profiles=printer_profiles)

@@ -34,6 +34,7 @@ from agent.migrations import MIGRATIONS
 log = logging.getLogger(__name__)
 
 DB_FILE = "agent.db"
+WAL_SWITCH_ATTEMPTS = 50
 
 
 class DatabaseError(Exception):
@@ -102,15 +103,29 @@ class Database:
         """Open the file, set WAL and FULL sync, and apply pending migrations."""
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, nothing implicit.
         self._conn = await aiosqlite.connect(self.path, isolation_level=None)
-        await self._conn.execute("PRAGMA journal_mode=WAL")
-        await self._conn.execute("PRAGMA synchronous=FULL")
-        await self._conn.execute("PRAGMA foreign_keys=ON")
         # The sync daemon writes to the same file; wait for its short transactions.
         await self._conn.execute("PRAGMA busy_timeout=10000")
+        await self._use_wal(self._conn)
+        await self._conn.execute("PRAGMA synchronous=FULL")
+        await self._conn.execute("PRAGMA foreign_keys=ON")
         await self._migrate()
         self._reader = await aiosqlite.connect(self.path, isolation_level=None)
         await self._reader.execute("PRAGMA busy_timeout=10000")
         await self._reader.execute("PRAGMA query_only=ON")
+
+    @staticmethod
+    async def _use_wal(conn: aiosqlite.Connection) -> None:
+        # Turning a new file to WAL needs it alone, and SQLite answers "locked" at once rather
+        # than wait (waiting could deadlock) when the agent and the daemon open it together.
+        for attempt in range(WAL_SWITCH_ATTEMPTS):
+            try:
+                await conn.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or attempt == WAL_SWITCH_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.02 * (attempt + 1))
+            else:
+                return
 
     async def close(self) -> None:
         """Close the connection (idempotent)."""

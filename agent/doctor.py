@@ -8,8 +8,8 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agent.app import DB_FILE
 from agent.config import AgentConfig, PrinterConfig
+from agent.db import DB_FILE
 from agent.receipt import find_cjk_font
 from drivers.printer.connection import PrinterConnection
 from drivers.printer.errors import PrinterError

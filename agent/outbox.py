@@ -4,13 +4,15 @@ Sales append their event inside their own transaction (:meth:`Outbox.append_in`)
 telemetry goes through :meth:`Outbox.emit`, which never blocks: a writer task commits what
 has queued up in one ``executemany`` transaction per batch, so a burst of RFID reads costs one
 commit, not thousands. The sync daemon (another process) reads unsent rows in ``seq`` order
-and sets ``sent_at`` in the same transaction that records the cloud's acknowledgement.
+and sets ``sent_at`` in the same transaction that records the cloud's acknowledgement, or
+``rejected_at`` and the reason for events the cloud refused (set aside, out of the backlog).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -45,7 +47,14 @@ def epoch_ms(moment: datetime) -> int:
 
 def ms_to_iso(ms: int) -> str:
     """RFC 3339 UTC text of a Unix time in milliseconds."""
-    return utc_iso(datetime.fromtimestamp(ms / 1000, UTC))
+    seconds, millis = divmod(ms, 1000)
+    return f"{_iso_second(seconds)}.{millis:03d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_second(seconds: int) -> str:
+    # Events come in bursts within the same second: the sync daemon formats each one.
+    return datetime.fromtimestamp(seconds, UTC).isoformat()[:19]
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,9 +191,10 @@ class Outbox:
 
 
 async def outbox_depth(conn: aiosqlite.Connection) -> tuple[int, str | None]:
-    """Number of unsent events and the time of the oldest one (RFC 3339)."""
+    """Number of unsent events (not counting ones the cloud rejected) and the oldest's time."""
     async with conn.execute(
-        "SELECT count(*), min(occurred_at_ms) FROM outbox WHERE sent_at IS NULL"
+        "SELECT count(*), min(occurred_at_ms) FROM outbox"
+        " WHERE sent_at IS NULL AND rejected_at IS NULL"
     ) as cur:
         row = await cur.fetchone()
     assert row is not None

@@ -69,9 +69,13 @@ class PrinterHealth:
 
 
 def receipt_from_sale(
-    config: AgentConfig, body: dict[str, Any], receipt_no: str, receipt_url: str
+    config: AgentConfig,
+    body: dict[str, Any],
+    receipt_no: str,
+    receipt_url: str,
+    offer: str | None = None,
 ) -> Receipt:
-    """The printable receipt for a recorded sale body."""
+    """The printable receipt for a recorded sale body, with the footer offer chosen for it."""
     store = config.store
     return Receipt(
         store_name=store.name or store.id,
@@ -98,6 +102,7 @@ def receipt_from_sale(
         total=body["total"],
         currency=body["currency"],
         qr_url=receipt_url,
+        offer=offer,
         footer=config.receipt.footer,
     )
 
@@ -116,6 +121,7 @@ class _Job:
     receipt_no: str
     receipt_url: str
     body: dict[str, Any]
+    offer: str | None
 
 
 class PrinterWorker:
@@ -180,17 +186,26 @@ class PrinterWorker:
         return False
 
     def complete_handoff(
-        self, job_id: int | None, sale_id: str, body: dict[str, Any], receipt_no: str, url: str
+        self,
+        job_id: int | None,
+        sale_id: str,
+        body: dict[str, Any],
+        receipt_no: str,
+        url: str,
+        offer: str | None,
     ) -> None:
         """The sale committed with its job already 'printing' (or failed: ``job_id`` None)."""
         self._handoff_pending = False
         if job_id is not None:
-            self._handed.append(_Job(job_id, sale_id, "receipt", False, receipt_no, url, body))
+            job = _Job(job_id, sale_id, "receipt", False, receipt_no, url, body, offer)
+            self._handed.append(job)
         self._wake.set()
 
-    def prerender(self, sale_id: str, body: dict[str, Any], receipt_no: str, url: str) -> None:
+    def prerender(
+        self, sale_id: str, body: dict[str, Any], receipt_no: str, url: str, offer: str | None
+    ) -> None:
         """Start rendering a new sale's receipt while its transaction commits."""
-        job = _Job(0, sale_id, "receipt", False, receipt_no, url, body)
+        job = _Job(0, sale_id, "receipt", False, receipt_no, url, body, offer)
         loop = asyncio.get_running_loop()
         self._prerendered[sale_id] = loop.run_in_executor(self._render_thread, self._render, job)
         while len(self._prerendered) > PRERENDER_KEEP:
@@ -258,7 +273,9 @@ class PrinterWorker:
         return 0
 
     def _render(self, job: _Job) -> bytes:
-        receipt = receipt_from_sale(self._config, job.body, job.receipt_no, job.receipt_url)
+        receipt = receipt_from_sale(
+            self._config, job.body, job.receipt_no, job.receipt_url, job.offer
+        )
         return render_receipt(receipt, self._profile, copy=job.copy, cjk_font=self._font)
 
     def _next_backoff(self) -> float:
@@ -292,12 +309,12 @@ class PrinterWorker:
             job_id, sale_id, kind, copy = claimed[0]
             rows = list(
                 await conn.execute_fetchall(
-                    "SELECT receipt_no, receipt_url, body FROM sales WHERE sale_id = ?",
+                    "SELECT receipt_no, receipt_url, body, offer FROM sales WHERE sale_id = ?",
                     (sale_id,),
                 )
             )
-        receipt_no, url, body = rows[0]
-        return _Job(job_id, sale_id, kind, bool(copy), receipt_no, url, json.loads(body))
+        receipt_no, url, body, offer = rows[0]
+        return _Job(job_id, sale_id, kind, bool(copy), receipt_no, url, json.loads(body), offer)
 
     async def _requeue(self, job_id: int, error: str, *, copy: bool) -> None:
         now = utc_iso(datetime.now(UTC))

@@ -9,14 +9,13 @@ Exceptions::
 """
 
 import base64
-import os
-import secrets
-import stat
 from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from agent.keyfile import KeyFileError, publish_key_file, read_key_file
 
 KEY_FILE = "store_key.pem"
 
@@ -34,8 +33,7 @@ def load_or_create_store_key(data_dir: Path) -> Ed25519PrivateKey:
         pass
     key = Ed25519PrivateKey.generate()
     try:
-        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        published = _publish(path, _private_pem(key))
+        published = publish_key_file(path, _private_pem(key))
     except OSError as err:
         raise StoreKeyError(f"cannot create store key {path}: {err}") from err
     if published:
@@ -68,23 +66,10 @@ def _private_pem(key: Ed25519PrivateKey) -> bytes:
 
 
 def _load(path: Path) -> Ed25519PrivateKey:
-    # Checking the open descriptor, not the path, so the file cannot be swapped in between.
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as err:
-        if isinstance(err, FileNotFoundError):
-            raise
-        raise StoreKeyError(f"cannot open store key {path}: {err}") from err
-    with os.fdopen(fd, "rb") as file:
-        info = os.fstat(file.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise StoreKeyError(f"store key {path} is not a regular file")
-        if info.st_mode & 0o077:
-            raise StoreKeyError(
-                f"store key {path} has mode {stat.S_IMODE(info.st_mode):04o}; "
-                f"it must not be readable by group or others (chmod 600 {path})"
-            )
-        data = file.read()
+        data = read_key_file(path, "store key")
+    except KeyFileError as err:
+        raise StoreKeyError(str(err)) from err
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm) as err:
@@ -92,31 +77,3 @@ def _load(path: Path) -> Ed25519PrivateKey:
     if not isinstance(key, Ed25519PrivateKey):
         raise StoreKeyError(f"store key {path} is a {type(key).__name__}, not an Ed25519 key")
     return key
-
-
-def _publish(path: Path, pem: bytes) -> bool:
-    """Write pem to path atomically and durably; False if path already exists."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(pem)
-            file.flush()
-            os.fsync(file.fileno())
-        # link, unlike rename, never replaces a key another process has just published.
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-    return True
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

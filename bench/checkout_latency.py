@@ -65,14 +65,16 @@ async def wait_jobs(emulator: PrinterEmulator, count: int) -> None:
     await emulator.wait_for_jobs(count, timeout=30)
 
 
-async def run(sales: int) -> dict[str, float]:
+async def run(sales: int, profile_name: str) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        async with PrinterEmulator(host="127.0.0.1", port=0) as emulator:
+        width = paper_profile(profile_name).width_px
+        async with PrinterEmulator(host="127.0.0.1", port=0, width_px=width) as emulator:
             api_port = free_port()
             config = work / "agent.toml"
             await asyncio.to_thread(
-                config.write_text, agent_toml(work / "data", api_port, emulator.uri)
+                config.write_text,
+                agent_toml(work / "data", api_port, emulator.uri, profile=profile_name),
             )
             log = await asyncio.to_thread(open, os.environ.get("AGENT_LOG", os.devnull), "ab")
             proc = await asyncio.create_subprocess_exec(
@@ -137,9 +139,17 @@ async def run(sales: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sales", type=int, default=200)
+    parser.add_argument(
+        "--profile",
+        default="TM-T88V",
+        help="printer profile: TM-T88V (80 mm, native QR) or e.g. POS-5890 (58 mm, image QR)",
+    )
     args = parser.parse_args()
-    figures = asyncio.run(run(args.sales))
-    print(f"sales: {args.sales} through the agent, {args.sales} bare python-escpos prints")
+    figures = asyncio.run(run(args.sales, args.profile))
+    print(
+        f"profile {args.profile}: {args.sales} sales through the agent, "
+        f"{args.sales} bare python-escpos prints"
+    )
     print(
         f"agent  POST -> last byte: p50 {figures['agent_p50_ms']:.2f} ms, "
         f"p99 {figures['agent_p99_ms']:.2f} ms"

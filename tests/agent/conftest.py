@@ -14,8 +14,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from agent.app import DB_FILE, run_agent
+from agent.app import run_agent
 from agent.config import AgentConfig, parse_config
+from agent.db import DB_FILE
 from drivers.printer.emulator import PrinterEmulator
 from tests.helpers import POS_KEY, agent_toml, free_port
 
