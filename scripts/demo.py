@@ -1,4 +1,5 @@
-"""A whole simulated store on this machine: printer emulator, agent, and a POS posting sales.
+"""A whole simulated store against a local cloud: cloud API, printer emulator, store agent,
+sync daemon and a POS posting sales.
 
 Run through ``scripts/demo`` (which builds .venv first). Everything it starts runs on 127.0.0.1
 and writes under ``demo-out/``; Ctrl-C or ``--duration`` stops it all and exits 0.
@@ -131,7 +132,88 @@ class Processes:
                 proc.kill()
 
 
-def write_agent_config(out: Path, api_port: int, printer_port: int) -> Path:
+def run(*args: str) -> str:
+    """Run one of our commands to completion; its stdout."""
+    done = subprocess.run(  # noqa: S603 - our own console scripts
+        [str(BIN / args[0]), *args[1:]], capture_output=True, text=True, timeout=120, check=False
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"demo: {' '.join(args[:3])} failed:\n{done.stderr or done.stdout}")
+    return done.stdout
+
+
+def last_line(text: str) -> str:
+    """The last non-empty line (where our CLIs print tokens)."""
+    return text.strip().splitlines()[-1].strip()
+
+
+def write_cloud_config(out: Path, port: int) -> Path:
+    """The local cloud's cloud.toml, on embedded SQLite."""
+    path = out / "cloud.toml"
+    (out / "cloud-data").mkdir()
+    path.write_text(
+        f'[server]\nlisten = "127.0.0.1:{port}"\npublic_url = "http://127.0.0.1:{port}"\n'
+        f'data_dir = "{out / "cloud-data"}"\n'
+    )
+    return path
+
+
+def seed_cloud(base: str, hq: str) -> None:
+    """What head office set up: catalogue, staff, segments, offers, a few members."""
+    for gtin, name, price in PRODUCTS:
+        sku = f"SKU-{gtin[-5:-1]}"
+        body = {
+            "gtin": gtin,
+            "name": name,
+            "price": price,
+            "currency": "CNY",
+            "category": "outdoor",
+        }
+        http("PUT", f"{base}/v1/catalogue/{sku}", body, hq)
+    for staff in ASSOCIATES:
+        http("PUT", f"{base}/v1/stores/S001/staff/{staff}", {"name": f"Associate {staff}"}, hq)
+    http(
+        "PUT",
+        f"{base}/v1/segments/vip",
+        {"name": "VIP", "kind": "tags", "rule": {"any": ["vip"]}, "high_value": True},
+        hq,
+    )
+    http(
+        "PUT",
+        f"{base}/v1/offers/vip-preview",
+        {
+            "text": "VIP: private preview of the winter line, Sat 10:00",
+            "segments": ["vip"],
+            "clearance": False,
+            "priority": 10,
+        },
+        hq,
+    )
+    http(
+        "PUT",
+        f"{base}/v1/offers/clearance",
+        {
+            "text": "Clearance: 30% off last season's jackets",
+            "segments": [],
+            "clearance": True,
+            "priority": 1,
+        },
+        hq,
+    )
+    for i, member in enumerate(MEMBERS):
+        body = {
+            "name": f"Member {i + 1}",
+            "phone": f"+86 138 0000 {i:04d}",
+            "consent": True,
+            "home_store": "S001",
+            "associate_id": ASSOCIATES[i % len(ASSOCIATES)],
+        }
+        http("PUT", f"{base}/v1/members/{member}", body, hq)
+    http("POST", f"{base}/v1/members/{MEMBERS[0]}/tags", {"add": ["vip"]}, hq)
+    http("POST", f"{base}/v1/segments/recompute", {}, hq)
+
+
+def write_agent_config(out: Path, api_port: int, printer_port: int, cloud_url: str) -> Path:
     """The demo store's agent.toml."""
     path = out / "agent.toml"
     path.write_text(
@@ -147,7 +229,7 @@ listen = "127.0.0.1:{api_port}"
 key = "{POS_KEY}"
 
 [cloud]
-url = "http://127.0.0.1:8080"
+url = "{cloud_url}"
 
 [receipt]
 footer = "Thank you! 谢谢光临"
@@ -173,8 +255,10 @@ def main() -> int:
     shutil.rmtree(out, ignore_errors=True)
     receipts = out / "receipts"
     receipts.mkdir(parents=True)
-    printer_port, api_port = free_port(), free_port()
-    config = write_agent_config(out, api_port, printer_port)
+    cloud_port, printer_port, api_port = free_port(), free_port(), free_port()
+    cloud_url = f"http://127.0.0.1:{cloud_port}"
+    cloud_config = write_cloud_config(out, cloud_port)
+    config = write_agent_config(out, api_port, printer_port, cloud_url)
     base = f"http://127.0.0.1:{api_port}"
 
     procs = Processes([])
@@ -187,7 +271,69 @@ def main() -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     agent = str(BIN / "storelink-agent")
+    count = 0
+    last_url = ""
     try:
+        procs.start(
+            "cloud",
+            [str(BIN / "storelink-cloud"), "run", "--config", str(cloud_config)],
+            out / "cloud.log",
+        )
+        wait_http(f"{cloud_url}/v1/sync-status", None)
+        token = last_line(
+            run(
+                "storelink-cloud",
+                "stores",
+                "add",
+                "--config",
+                str(cloud_config),
+                "--id",
+                "S001",
+                "--name",
+                "Trailhead Outfitters",
+                "--region",
+                "east",
+            )
+        )
+        hq = last_line(
+            run(
+                "storelink-cloud",
+                "users",
+                "add",
+                "--config",
+                str(cloud_config),
+                "--name",
+                "Head office",
+                "--role",
+                "hq",
+            )
+        )
+        regional = last_line(
+            run(
+                "storelink-cloud",
+                "users",
+                "add",
+                "--config",
+                str(cloud_config),
+                "--name",
+                "East region",
+                "--role",
+                "regional",
+                "--region",
+                "east",
+            )
+        )
+        seed_cloud(cloud_url, hq)
+        run(
+            "storelink-agent",
+            "enroll",
+            "--config",
+            str(config),
+            "--cloud",
+            cloud_url,
+            "--token",
+            token,
+        )
         procs.start(
             "printer emulator",
             [
@@ -202,25 +348,37 @@ def main() -> int:
             out / "printer.log",
         )
         procs.start("agent", [agent, "run", "--config", str(config)], out / "agent.log")
+        procs.start(
+            "sync daemon",
+            [str(BIN / "storelink-sync"), "run", "--config", str(config)],
+            out / "sync.log",
+        )
         wait_http(f"{base}/v1/status", POS_KEY)
         print(
             f"""
-storelink demo: a simulated store is running.
+storelink demo: a simulated store (S001, region east) and a local cloud are running.
 
   Receipts as the printer prints them (PNG): {receipts}/
-  Agent log:                                 {out / "agent.log"}
-  POS API (Bearer {POS_KEY}):        {base}/v1/status
-  Prometheus metrics:                        {base}/metrics
-  Store status:   .venv/bin/storelink-agent status --config {config}
+  Cloud (embedded SQLite):                   {cloud_url}
+  Store POS API (Bearer {POS_KEY}):  {base}/v1/status
+  Logs:                                      {out}/*.log
+
+  Sync status as a regional manager sees it:
+    curl -s -H 'Authorization: Bearer {regional}' {cloud_url}/v1/sync-status
+  The store's own view:
+    .venv/bin/storelink-sync status --config {config}
+    .venv/bin/storelink-agent status --config {config}
+  Head office export of all sales:
+    .venv/bin/storelink-cloud export sales --config {cloud_config} --format csv --out -
 
 A simulated POS posts a sale every ~{args.interval:g} s (two registers, four associates,
-some members, Chinese product names). Ctrl-C stops everything.
+members — {MEMBERS[0]} is a VIP and gets the VIP offer on the receipt, never the clearance
+one — Chinese product names). Open an e-receipt URL below in a browser. Ctrl-C stops all.
 """,
             flush=True,
         )
         rng = random.Random()  # noqa: S311 - simulated shoppers, not secrets
         started = time.monotonic()
-        count = 0
         while not stopping:
             if args.duration and time.monotonic() - started >= args.duration:
                 break
@@ -229,9 +387,11 @@ some members, Chinese product names). Ctrl-C stops everything.
             status, answer = http("POST", f"{base}/v1/sales", sale, POS_KEY)
             count += 1
             if status == 201:
+                last_url = answer["receipt_url"]
+                member = f" member {sale['member_id']}" if "member_id" in sale else ""
                 print(
                     f"sale {count}: receipt {answer['receipt_no']} "
-                    f"total {sale['total'] / 100:.2f} CNY -> {answer['receipt_url'][:60]}...",
+                    f"{sale['total'] / 100:.2f} CNY{member}; e-receipt: {last_url}",
                     flush=True,
                 )
             else:
@@ -239,12 +399,17 @@ some members, Chinese product names). Ctrl-C stops everything.
             deadline = time.monotonic() + rng.uniform(0.5, 1.5) * args.interval
             while not stopping and time.monotonic() < deadline:
                 time.sleep(0.1)
+        if count:
+            _, sync_status = http("GET", f"{cloud_url}/v1/sync-status", None, hq)
+            print(f"\ncloud sync status: {json.dumps(sync_status)[:400]}")
     finally:
         procs.stop()
     pngs = sorted(receipts.glob("*.png"))
     print(f"\ndemo stopped: {count} sales, {len(pngs)} receipts printed into {receipts}/")
     if pngs:
         print(f"latest receipt: {pngs[-1]}")
+    if last_url:
+        print(f"latest e-receipt URL: {last_url} (the cloud is stopped now; rerun to open it)")
     return 0
 
 
