@@ -2,10 +2,11 @@
 
 Stores sign every request under ``/v1/stores/{store_id}/`` with their Ed25519 key (RFC 9421,
 label ``sl``; config/schemas/sync-protocol.md). :func:`store_signature_middleware` verifies it
-with http-message-signatures and then records the store on the request; handlers read it with
-:func:`verified_store_id`, which refuses (401) when the middleware did not verify anything, so a
-handler cannot forget the check. Requests carrying ``Authorization: Bearer`` are user requests
-and pass the middleware untouched: their handlers call :func:`require_user`.
+with http-message-signatures, records its nonce (a replay is refused) and then the store on the
+request; handlers read it with :func:`verified_store_id`, which refuses (401) when the
+middleware did not verify anything, so a handler cannot forget the check. Requests carrying an
+``Authorization`` header are user requests and pass the middleware untouched: their handlers
+call :func:`require_user`.
 
 Enrollment tokens and user tokens are random, shown once, and stored as SHA-256 hex.
 

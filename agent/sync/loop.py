@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from types import TracebackType
@@ -97,7 +98,7 @@ class SyncLoop:
     async def _attempt(self, job: Job) -> Exception | None:
         try:
             await job()
-        except (SyncError, DatabaseError) as err:
+        except (SyncError, DatabaseError, sqlite3.Error) as err:
             return err
         except Exception as err:
             # A bug must not end the loop: the backlog would stop draining until a restart.

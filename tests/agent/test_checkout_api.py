@@ -18,11 +18,15 @@ from tests.qr import decode_qr, native_qr_payloads
 COPY_MARK = b"** COPY **"
 
 
-async def wait_until(predicate: object, limit_s: float = 10.0) -> None:
+async def printer_available(agent: RunningAgent, want: bool, limit_s: float = 15.0) -> None:
+    """Wait until /v1/status reports the printer (un)available."""
     deadline = time.monotonic() + limit_s
-    while not predicate():  # type: ignore[operator]
+    while True:
+        _, status = await agent.request("GET", "/v1/status")
+        if status["printers"][0]["available"] is want:
+            return
         if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
+            raise AssertionError(f"printer availability is not {want}: {status['printers']}")
         await asyncio.sleep(0.05)
 
 
@@ -154,16 +158,12 @@ async def test_unreachable_printer_gets_receipt_when_back(
     printer.state = EmulatedState.UNREACHABLE
     status, answer = await agent.post_sale(make_sale())
     assert status == 201
-    _, st = await agent.request("GET", "/v1/status")
-    await asyncio.sleep(1.0)
-    _, st = await agent.request("GET", "/v1/status")
-    assert st["printers"][0]["available"] is False
+    await printer_available(agent, False)
+    assert printer.jobs == []
     printer.state = EmulatedState.ONLINE
     await printer.wait_for_jobs(1, timeout=15)
     assert native_qr_payloads(printer.jobs[0].data) == [answer["receipt_url"]]
-    await wait_until(lambda: True)
-    _, st = await agent.request("GET", "/v1/status")
-    assert st["printers"][0]["available"] is True
+    await printer_available(agent, True)
 
 
 async def test_connection_lost_mid_job_reprints_as_copy(

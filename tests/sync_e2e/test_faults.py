@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from tests.faultproxy import Fault
 from tests.sync_e2e.harness import Deployment, sale_body
@@ -30,6 +31,7 @@ FAULT_WEIGHTS = {
 }
 
 
+@pytest.mark.timeout(400)
 async def test_sales_reach_the_cloud_exactly_once_through_faults_and_kills(
     tmp_path: Path,
 ) -> None:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from tests.sync_e2e.harness import Deployment, sale_body
 
@@ -15,6 +16,7 @@ DAYS = 7
 SALES_PER_DAY = 150
 
 
+@pytest.mark.timeout(300)
 async def test_week_long_outage_drains_completely(tmp_path: Path) -> None:
     async with Deployment(tmp_path) as store, aiohttp.ClientSession() as session:
         assert store.cloud is not None
