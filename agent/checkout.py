@@ -29,11 +29,6 @@ from config.receipt_token import ReceiptClaims, receipt_number, receipt_url
 class ReceiptPrinter(Protocol):
     """What checkout needs of a print worker (agent.printing.PrinterWorker)."""
 
-    def prerender(
-        self, sale_id: str, body: dict[str, Any], receipt_no: str, url: str, offer: str | None
-    ) -> None:
-        """Start rendering the receipt while the sale commits."""
-
     def offer_handoff(self) -> bool:
         """Whether the job may be committed as 'printing' and handed straight over."""
 
@@ -184,9 +179,6 @@ class Checkout:
             url = receipt_url(self._config.cloud.url, issue_token(claims, self._key))
             receipt_no = receipt_number(store_id, seq)
             body = sale.model_dump(mode="json")
-            if worker is not None:
-                # The receipt renders on the printer's render thread while this commits.
-                worker.prerender(sale.sale_id, body, receipt_no, url, offer)
             payload = {**body, "receipt_no": receipt_no, "receipt_seq": seq, "receipt_url": url}
             event_seq, _ = await self._outbox.append_in(
                 conn,

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import dataclasses
 import json
 import os
+import secrets
 import statistics
 import sys
 import tempfile
@@ -43,6 +46,10 @@ def percentile(values: list[float], q: float) -> float:
 
 def bare_print(port: int, receipt: Receipt, profile: PaperProfile) -> None:
     """A POS printing with bare python-escpos: build the receipt, connect, send, close."""
+    # A fresh token of the real length each time, as each sale has: a raster QR's cost
+    # depends on its content (a constant token would be cheaper than any real one).
+    token = base64.urlsafe_b64encode(secrets.token_bytes(89)).decode().rstrip("=")
+    receipt = dataclasses.replace(receipt, qr_url=receipt.qr_url.rsplit("/", 1)[0] + "/" + token)
     data = render_receipt(receipt, profile)
     printer = Network("127.0.0.1", port, timeout=5)
     printer.open()
@@ -56,7 +63,7 @@ def baseline_receipt(config_path: Path, sale: dict[str, Any]) -> tuple[Receipt, 
 
     config = load_config(config_path)
     body = parse_sale(sale).model_dump(mode="json")
-    url = receipt_url(config.cloud.url, "A" * 119)  # a token of the real length
+    url = receipt_url(config.cloud.url, "A" * 119)  # replaced by a fresh token at each print
     receipt = receipt_from_sale(config, body, "S001-000001", url)
     return receipt, paper_profile(config.printers[0].profile)
 

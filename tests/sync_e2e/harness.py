@@ -120,6 +120,15 @@ class Deployment:
         return self.work / "store" / "agent.db"
 
     async def __aenter__(self) -> Deployment:
+        try:
+            await self._start()
+        except BaseException:
+            # Never leave a cloud or agent process behind a failed start.
+            await self.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def _start(self) -> None:
         await asyncio.to_thread(self._write_configs)
         self.cloud = Service(
             "cloud",
@@ -189,7 +198,6 @@ class Deployment:
         await self.agent.start()
         await self.wait_agent()
         await self.sync.start()
-        return self
 
     async def __aexit__(self, *exc: object) -> None:
         for service in (self.sync, self.agent, self.cloud):
