@@ -23,7 +23,7 @@ from agent.config import AgentConfig
 from agent.db import Database, StorageFull
 from agent.members import MemberDirectory, TagChange
 from agent.outbox import Outbox, outbox_depth
-from agent.printing import PrinterWorker
+from agent.printing import PENDING_JOBS_SQL, PrinterWorker, jobs_by_printer
 from agent.sale import InvalidSale, parse_sale
 from agent.validation import FieldProblem, describe
 
@@ -180,7 +180,6 @@ async def reprint_sale(request: web.Request) -> web.Response:
         return error_response(404, "not_found", "no sale with this sale_id")
     except NoPrinter as err:
         return error_response(409, "no_printer", str(err))
-    request.app[PRINTERS][job.printer].kick()
     return web.json_response({"print": job.as_json()}, status=202)
 
 
@@ -211,14 +210,8 @@ async def status_snapshot(app: web.Application) -> dict[str, Any]:
     """Outbox, print queue and printer health, as the status page shows them."""
     conn = app[DB].reader
     depth, oldest = await outbox_depth(conn)
-    async with conn.execute(
-        "SELECT printer, state, count(*) FROM print_jobs"
-        " WHERE state IN ('queued', 'printing', 'failed') GROUP BY printer, state"
-    ) as cur:
-        job_rows = await cur.fetchall()
-    jobs: dict[str, dict[str, int]] = {}
-    for printer, state, count in job_rows:
-        jobs.setdefault(printer, {})[state] = count
+    jobs = jobs_by_printer(await conn.execute_fetchall(PENDING_JOBS_SQL))
+    workers = app[PRINTERS]
     outbox = app[OUTBOX]
     return {
         "store_id": app[CONFIG].store.id,
@@ -231,15 +224,13 @@ async def status_snapshot(app: web.Application) -> dict[str, Any]:
         },
         "printers": [
             {
-                "name": name,
-                "uri": cfg.uri,
-                "available": worker.available,
-                "detail": worker.detail,
-                "jobs": jobs.get(name, {}),
+                "name": printer.name,
+                "uri": printer.uri,
+                "available": workers[printer.name].available,
+                "detail": workers[printer.name].detail,
+                "jobs": jobs.get(printer.name, {}),
             }
-            for name, worker in app[PRINTERS].items()
-            for cfg in app[CONFIG].printers
-            if cfg.name == name
+            for printer in app[CONFIG].printers
         ],
     }
 

@@ -262,9 +262,13 @@ class Checkout:
                 f"no printer named {printer_name!r}" if printer_name else "no printer configured"
             )
         async with self._db.write(Durability.FULL) as conn:
-            return await _insert_job(
+            job = await _insert_job(
                 conn, sale_id, printer.name, "reprint", datetime.now(UTC), copy=True
             )
+        worker = self._printers.get(printer.name)
+        if worker is not None:
+            worker.kick()
+        return job
 
 
 async def _insert_job(

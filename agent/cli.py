@@ -21,8 +21,8 @@ from agent.config import AgentConfig, ConfigError, load_config
 from agent.db import DB_FILE, DatabaseError
 from agent.enroll import EnrollError, enroll
 from agent.logs import setup_logging
-from agent.outbox import ms_to_iso
-from agent.printing import profile_of
+from agent.outbox import BACKLOG_SQL, ms_to_iso
+from agent.printing import PENDING_JOBS_SQL, jobs_by_printer, profile_of
 from agent.qrtoken import issue_token
 from agent.receipt import render_test_page
 from agent.replica import ReplicaError
@@ -60,15 +60,9 @@ def _read_status(config: AgentConfig) -> dict[str, Any]:
         return {"store_id": config.store.id, "database": "not created yet (agent never ran)"}
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
-        unsent, oldest_ms = conn.execute(
-            "SELECT count(*), min(occurred_at_ms) FROM outbox"
-            " WHERE sent_at IS NULL AND rejected_at IS NULL"
-        ).fetchone()
+        unsent, oldest_ms = conn.execute(BACKLOG_SQL).fetchone()
         oldest = ms_to_iso(oldest_ms) if oldest_ms is not None else None
-        jobs = conn.execute(
-            "SELECT printer, state, count(*) FROM print_jobs"
-            " WHERE state IN ('queued', 'printing', 'failed') GROUP BY printer, state"
-        ).fetchall()
+        jobs = jobs_by_printer(conn.execute(PENDING_JOBS_SQL))
         health = {
             row[0]: {"available": bool(row[1]), "detail": row[2], "checked_at": row[3]}
             for row in conn.execute(
@@ -78,9 +72,6 @@ def _read_status(config: AgentConfig) -> dict[str, Any]:
         sales = conn.execute("SELECT count(*), max(receipt_no) FROM sales").fetchone()
     finally:
         conn.close()
-    by_printer: dict[str, dict[str, int]] = {}
-    for printer, state, count in jobs:
-        by_printer.setdefault(printer, {})[state] = count
     return {
         "store_id": config.store.id,
         "sales": {"count": sales[0], "last_receipt_no": sales[1]},
@@ -90,7 +81,7 @@ def _read_status(config: AgentConfig) -> dict[str, Any]:
                 "name": p.name,
                 "uri": p.uri,
                 **health.get(p.name, {"available": None, "detail": "not checked yet"}),
-                "jobs": by_printer.get(p.name, {}),
+                "jobs": jobs.get(p.name, {}),
             }
             for p in config.printers
         ],

@@ -190,12 +190,13 @@ class Outbox:
             await self._write_once(batch)
 
 
+# The backlog: events not yet acknowledged, less those the cloud refused (set aside).
+BACKLOG_SQL = (
+    "SELECT count(*), min(occurred_at_ms) FROM outbox WHERE sent_at IS NULL AND rejected_at IS NULL"
+)
+
+
 async def outbox_depth(conn: aiosqlite.Connection) -> tuple[int, str | None]:
     """Number of unsent events (not counting ones the cloud rejected) and the oldest's time."""
-    async with conn.execute(
-        "SELECT count(*), min(occurred_at_ms) FROM outbox"
-        " WHERE sent_at IS NULL AND rejected_at IS NULL"
-    ) as cur:
-        row = await cur.fetchone()
-    assert row is not None
-    return int(row[0]), ms_to_iso(row[1]) if row[1] is not None else None
+    ((count, oldest_ms),) = await conn.execute_fetchall(BACKLOG_SQL)
+    return int(count), ms_to_iso(oldest_ms) if oldest_ms is not None else None

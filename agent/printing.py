@@ -18,7 +18,7 @@ import json
 import logging
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,12 +37,7 @@ from agent.receipt import (
     render_receipt,
 )
 from drivers.printer.connection import PrinterConnection, print_job
-from drivers.printer.errors import (
-    PrinterError,
-    PrinterNotReady,
-    PrinterUnreachable,
-    PrinterWriteError,
-)
+from drivers.printer.errors import PrinterError, PrinterNotReady, PrinterWriteError
 from drivers.printer.status import PrinterStatus
 
 log = logging.getLogger(__name__)
@@ -53,18 +48,6 @@ IDLE_POLL_S = 30.0
 BACKOFF_START_S = 0.5
 BACKOFF_CAP_S = 30.0
 HEALTH_SAVE_S = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class PrinterHealth:
-    """What the status page shows for a printer."""
-
-    name: str
-    uri: str
-    available: bool
-    detail: str
-    checked_at: str | None
-    queued: int
 
 
 def receipt_from_sale(
@@ -106,6 +89,21 @@ def receipt_from_sale(
     )
 
 
+# Print jobs still to do (or given up on), counted per printer and state.
+PENDING_JOBS_SQL = (
+    "SELECT printer, state, count(*) FROM print_jobs"
+    " WHERE state IN ('queued', 'printing', 'failed') GROUP BY printer, state"
+)
+
+
+def jobs_by_printer(rows: Iterable[Sequence[Any]]) -> dict[str, dict[str, int]]:
+    """``PENDING_JOBS_SQL`` rows as {printer: {state: count}}."""
+    jobs: dict[str, dict[str, int]] = {}
+    for printer, state, count in rows:
+        jobs.setdefault(printer, {})[state] = count
+    return jobs
+
+
 def profile_of(printer: PrinterConfig) -> PaperProfile:
     """The paper profile of a configured printer, with its overrides."""
     return paper_profile(printer.profile, gb18030=printer.gb18030, native_qr=printer.native_qr)
@@ -131,6 +129,7 @@ class PrinterWorker:
         self._printer = printer
         self._db = db
         self._profile = profile_of(printer)
+        self._uri = printer.parsed_uri
         self._font = config.receipt.cjk_font
         self._wake = asyncio.Event()
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"printer-{printer.name}")
@@ -234,16 +233,14 @@ class PrinterWorker:
             await self._finish(job.id, "failed", f"render error: {err}")
             return 0
         try:
-            status = await self._call(
-                print_job, self._printer.parsed_uri, data, self._printer.timeout_s
-            )
+            status = await self._call(print_job, self._uri, data, self._printer.timeout_s)
         except PrinterWriteError as err:
             uncertain = err.bytes_sent > 0
             self._idle = False
             await self._requeue(job.id, str(err), copy=uncertain)
             await self._set_health(False, f"connection lost while printing: {err}")
             return self._next_backoff()
-        except (PrinterUnreachable, PrinterNotReady, PrinterError) as err:
+        except PrinterError as err:
             detail = err.status.describe() if isinstance(err, PrinterNotReady) else str(err)
             self._idle = False
             await self._requeue(job.id, detail, copy=False)
@@ -328,7 +325,7 @@ class PrinterWorker:
             await self._set_health(status.ready, status.describe())
 
     def _query_status(self) -> PrinterStatus | None:
-        with PrinterConnection(self._printer.parsed_uri, self._printer.timeout_s) as conn:
+        with PrinterConnection(self._uri, self._printer.timeout_s) as conn:
             return conn.query_status()
 
     async def _set_health(self, available: bool, detail: str) -> None:

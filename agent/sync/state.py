@@ -24,7 +24,7 @@ from typing import Any
 import aiosqlite
 
 from agent.eventid import format_event_id
-from agent.outbox import ms_to_iso, utc_iso
+from agent.outbox import BACKLOG_SQL, ms_to_iso, utc_iso
 from agent.replica import REPLICA_TABLES
 from agent.sync.client import NotEnrolled
 
@@ -136,10 +136,7 @@ async def read_status(conn: aiosqlite.Connection, now: datetime | None = None) -
     """The sync status from the database (committed data only)."""
     now = now or datetime.now(UTC)
     state = await read_state(conn)
-    ((backlog, oldest_ms),) = await conn.execute_fetchall(
-        "SELECT count(*), min(occurred_at_ms) FROM outbox"
-        " WHERE sent_at IS NULL AND rejected_at IS NULL"
-    )
+    ((backlog, oldest_ms),) = await conn.execute_fetchall(BACKLOG_SQL)
     ((rejected,),) = await conn.execute_fetchall(
         "SELECT count(*) FROM outbox WHERE rejected_at IS NOT NULL"
     )
