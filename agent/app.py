@@ -1,7 +1,8 @@
 """The agent process's composition root.
 
 Start order (closed in reverse): data directory, store key and replica key → database
-(migrations) → outbox writer → one print worker per printer → local API. The API opens last,
+(migrations) → outbox writer → job scheduler → devices (RFID, Wi-Fi, camera) → one print
+worker per printer → local API. The API opens last,
 so the POS is never answered before everything behind it runs, and closes first on shutdown.
 """
 
@@ -17,14 +18,19 @@ from pathlib import Path
 from aiohttp import web
 
 from agent.api import make_app
+from agent.camera.service import CameraService
 from agent.checkout import Checkout
-from agent.config import AgentConfig, split_host_port
+from agent.config import AgentConfig
+from agent.configbase import split_host_port
 from agent.db import DB_FILE, Database, DatabaseError, Durability
+from agent.jobs import JobScheduler
 from agent.members import MemberDirectory
 from agent.outbox import Outbox
 from agent.printing import PrinterWorker
 from agent.replica import load_or_create_replica_key
+from agent.rfid.service import RfidService
 from agent.storekey import load_or_create_store_key
+from agent.wifi.service import WifiService
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +89,14 @@ async def run_agent(
             raise StartupError(f"cannot open the database in {data_dir}: {err}") from err
         await claim_store(db, config.store.id)
         outbox = await stack.enter_async_context(Outbox(db))
+        jobs = await stack.enter_async_context(JobScheduler(db, config.store.timezone))
+        # Devices: each service does nothing when its config section is empty.
+        for service in (
+            RfidService(config, db, outbox, jobs),
+            WifiService(config, db, outbox, jobs),
+            CameraService(config, db, outbox, jobs),
+        ):
+            await stack.enter_async_context(service)
         workers: dict[str, PrinterWorker] = {}
         for printer in config.printers:
             workers[printer.name] = await stack.enter_async_context(

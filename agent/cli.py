@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.app import StartupError, prepare_data_dir, serve_until_signalled
+from agent.camera import cli as camera_cli
 from agent.config import AgentConfig, ConfigError, load_config
 from agent.db import DB_FILE, DatabaseError
 from agent.enroll import EnrollError, enroll
@@ -26,7 +27,9 @@ from agent.printing import PENDING_JOBS_SQL, jobs_by_printer, profile_of
 from agent.qrtoken import issue_token
 from agent.receipt import render_test_page
 from agent.replica import ReplicaError
+from agent.rfid import cli as rfid_cli
 from agent.storekey import StoreKeyError, load_or_create_store_key
+from agent.wifi import cli as wifi_cli
 from config.receipt_token import ReceiptClaims, receipt_url
 from drivers.printer.connection import print_job
 from drivers.printer.errors import PrinterError
@@ -225,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     emulate.add_argument("--out", type=Path, help="write each job as a PNG into this folder")
     emulate.add_argument("--width", type=int, default=512, help="paper width in dots")
     emulate.set_defaults(func=cmd_printer_emulate)
+    rfid_cli.register(sub)
+    wifi_cli.register(sub)
+    camera_cli.register(sub)
     return parser
 
 

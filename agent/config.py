@@ -13,8 +13,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -23,7 +21,11 @@ from pydantic import (
     model_validator,
 )
 
+from agent.camera.config import CameraConfig
+from agent.configbase import HostPort, Identifier, Strict
+from agent.rfid.config import RfidConfig
 from agent.validation import describe
+from agent.wifi.config import WifiConfig
 from drivers.printer.errors import InvalidPrinterURI
 from drivers.printer.uri import PrinterURI, parse_printer_uri
 
@@ -32,38 +34,16 @@ class ConfigError(Exception):
     """The configuration file is missing, unreadable or invalid."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
-
-
-def _host_port(value: str) -> str:
-    split_host_port(value)
-    return value
-
-
-def split_host_port(value: str) -> tuple[str, int]:
-    """Split ``host:port`` (or ``[v6]:port``) into its parts, checking the port range."""
-    host, sep, port_text = value.rpartition(":")
-    if not sep or not host or not port_text.isdigit():
-        raise ValueError(f"expected HOST:PORT, got {value!r}")
-    port = int(port_text)
-    if not 0 < port < 65536:
-        raise ValueError(f"port {port} is out of range 1-65535")
-    return host.strip("[]"), port
-
-
 def _http_url(value: str) -> str:
     if not value.startswith(("http://", "https://")) or len(value) < 10:
         raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
     return value.rstrip("/")
 
 
-HostPort = Annotated[str, AfterValidator(_host_port)]
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
-Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
 
 
-class StoreConfig(_Strict):
+class StoreConfig(Strict):
     id: Identifier
     data_dir: Path
     name: str = ""
@@ -80,17 +60,17 @@ class StoreConfig(_Strict):
         return value
 
 
-class ApiConfig(_Strict):
+class ApiConfig(Strict):
     listen: HostPort = "127.0.0.1:8380"
     key: SecretStr = Field(min_length=8)
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
 
 
-class CloudConfig(_Strict):
+class CloudConfig(Strict):
     url: HttpUrl
 
 
-class PrinterConfig(_Strict):
+class PrinterConfig(Strict):
     name: Identifier
     uri: str
     # A python-escpos profile name: it fixes paper width, native QR support, GB18030.
@@ -127,17 +107,20 @@ class PrinterConfig(_Strict):
         return parse_printer_uri(self.uri)
 
 
-class ReceiptConfig(_Strict):
+class ReceiptConfig(Strict):
     footer: str | None = Field(default=None, max_length=500)
     cjk_font: Path | None = None
 
 
-class AgentConfig(_Strict):
+class AgentConfig(Strict):
     store: StoreConfig
     api: ApiConfig
     cloud: CloudConfig
     printers: tuple[PrinterConfig, ...] = ()
     receipt: ReceiptConfig = ReceiptConfig()
+    rfid: RfidConfig = RfidConfig()
+    wifi: WifiConfig = WifiConfig()
+    camera: CameraConfig = CameraConfig()
 
     @model_validator(mode="after")
     def _unique_printers(self) -> AgentConfig:

@@ -1,8 +1,12 @@
 """Schema of the agent's SQLite file, one script per version (``PRAGMA user_version``).
 
 Append new versions; never edit a released one. Statements are separated by ``;`` at the
-end of a line.
+end of a line. Each device keeps its tables' script beside its code (``agent/*/schema.py``).
 """
+
+from agent.camera.schema import MIGRATION as CAMERA
+from agent.rfid.schema import MIGRATION as RFID
+from agent.wifi.schema import MIGRATION as WIFI
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: outbox, sales, print jobs, printer status, store metadata.
@@ -104,4 +108,30 @@ MIGRATIONS: tuple[str, ...] = (
     -- The footer offer chosen at checkout, so a reprint shows the same one.
     ALTER TABLE sales ADD COLUMN offer TEXT
     """,
+    # 3: device availability (printers keep printer_status) and scheduled jobs' last runs.
+    """
+    CREATE TABLE device_status (
+        kind TEXT NOT NULL,                     -- 'rfid', 'wifi', 'camera'
+        name TEXT NOT NULL,
+        available INTEGER NOT NULL,
+        detail TEXT NOT NULL,
+        checked_at TEXT NOT NULL,
+        PRIMARY KEY (kind, name)
+    );
+    CREATE TABLE job_runs (
+        name TEXT PRIMARY KEY,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        outcome TEXT NOT NULL CHECK (outcome IN ('running', 'ok', 'failed')),
+        detail TEXT NOT NULL DEFAULT '',
+        runs INTEGER NOT NULL DEFAULT 0,
+        failures INTEGER NOT NULL DEFAULT 0
+    )
+    """,
+    # 4: RFID raw reads (kept in the store only) and try-on session state.
+    RFID,
+    # 5: Wi-Fi device state (hashed identifiers only) and windows.
+    WIFI,
+    # 6: camera footfall state.
+    CAMERA,
 )

@@ -1,0 +1,1 @@
+"""Camera: config, pipeline and service of the agent."""

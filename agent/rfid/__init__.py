@@ -1,0 +1,1 @@
+"""RFID: config, pipeline and service of the agent."""

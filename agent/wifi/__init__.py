@@ -1,0 +1,1 @@
+"""Wi-Fi: config, pipeline and service of the agent."""

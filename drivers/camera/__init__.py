@@ -1,0 +1,1 @@
+"""Camera device adapter and simulator (imports nothing of ours)."""

@@ -1,0 +1,1 @@
+"""RFID device adapter and simulator (imports nothing of ours)."""

@@ -1,0 +1,1 @@
+"""Wi-Fi device adapter and simulator (imports nothing of ours)."""
