@@ -11,7 +11,6 @@ and sets ``sent_at`` in the same transaction that records the cloud's acknowledg
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from collections import deque
@@ -97,6 +96,7 @@ class Outbox:
         self._pending: deque[NewEvent] = deque()
         self._has_pending = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
+        self._closing = False
         self.stats = OutboxStats()
 
     async def __aenter__(self) -> Outbox:
@@ -109,11 +109,17 @@ class Outbox:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.flush()
+        # Let the writer finish the batch it may be committing (cancelling it there would roll
+        # the batch back and lose it), then write whatever was emitted meanwhile.
+        self._closing = True
+        self._has_pending.set()
         if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await self._writer
+            finally:
+                if not self._writer.done():
+                    self._writer.cancel()
+        await self.flush()
 
     def _rows(self, events: Sequence[NewEvent]) -> list[tuple[bytes, str, int, int, bytes]]:
         ids = self._ids.new_ids(len(events))
@@ -181,13 +187,16 @@ class Outbox:
     async def _write_batches(self) -> None:
         while True:
             await self._has_pending.wait()
+            if self._closing:
+                return
             if len(self._pending) < self._max_batch:
                 # Let a burst gather into one transaction.
                 await asyncio.sleep(self._max_delay_s)
             batch = self._take()
-            if not self._pending:
+            if not self._pending and not self._closing:
                 self._has_pending.clear()
-            await self._write_once(batch)
+            if batch:
+                await self._write_once(batch)
 
 
 # The backlog: events not yet acknowledged, less those the cloud refused (set aside).

@@ -4,8 +4,10 @@
 PYTHON=${PYTHON:-python3}
 
 # Debian packages the tests and the demo need: a CJK font, so receipts with Chinese names
-# render (printer emulator, image fallback for printers without GB18030).
-SYSTEM_PACKAGES=(fonts-wqy-microhei)
+# render (printer emulator, image fallback for printers without GB18030); libpcap, which
+# scapy needs to compile the kernel filter of the Wi-Fi capture; iw, to put an adapter in
+# monitor mode and hop channels; systemd, whose systemd-analyze checks the unit files.
+SYSTEM_PACKAGES=(fonts-wqy-microhei libpcap0.8 iw systemd)
 
 ensure_system_packages() {
     local missing=()
