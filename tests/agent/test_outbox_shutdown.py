@@ -1,4 +1,4 @@
-"""The outbox writer finishes its batch on shutdown: telemetry emitted just before a stop is kept."""
+"""The outbox writer finishes its batch on shutdown: telemetry emitted before a stop is kept."""
 
 from __future__ import annotations
 
