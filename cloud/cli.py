@@ -112,7 +112,9 @@ def _command(
         window = make_window(args.start, args.end)
 
         async def run_export(engine: AsyncEngine) -> None:
-            count = await export_to_file(engine, args.dataset, args.format, window, args.out)
+            count = await export_to_file(
+                engine, args.dataset, args.format, window, args.out, config
+            )
             log.info("exported %d %s rows", count, args.dataset)
 
         return run_export

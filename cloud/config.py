@@ -83,12 +83,19 @@ class SecurityConfig(_Strict):
     enrollment_ttl_hours: int = Field(default=72, ge=1, le=24 * 365)
 
 
+class TryonsConfig(_Strict):
+    """``[tryons]``: how long after a try-on ends a sale of its SKU still converts it."""
+
+    conversion_window_minutes: int = Field(default=120, ge=1, le=7 * 24 * 60)
+
+
 class CloudConfig(_Strict):
     """The whole cloud.toml."""
 
     server: ServerConfig
     database: DatabaseConfig | None = None
     security: SecurityConfig = SecurityConfig()
+    tryons: TryonsConfig = TryonsConfig()
 
     @property
     def listen(self) -> tuple[str, int]:

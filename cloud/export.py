@@ -5,10 +5,13 @@ records, encoded and handed to a writer (a file, stdout, an HTTP response) chunk
 neither the result nor the output is ever held whole. Parquet is no exception: its writer
 emits each row group as soon as it is complete, and the footer at the end.
 
-Datasets live in :data:`DATASETS`; a new one (try-ons, Wi-Fi windows, footfall) is one more
-:class:`Dataset` entry: its columns, its query, and optionally how to complete a chunk of rows
-(``sales`` fetches the lines of each chunk of sales). ``--from``/``--to`` filter on the
-dataset's time column (UTC): from inclusive, to exclusive.
+Datasets live in :data:`DATASETS`; a new one is one more :class:`Dataset` entry: its columns,
+its query, and optionally how to complete a chunk of rows (``sales`` fetches the lines of each
+chunk of sales) and how the cloud's config shapes it (``tryons`` takes its conversion window
+from ``[tryons]``). ``--from``/``--to`` filter on the dataset's time column (UTC): from
+inclusive, to exclusive. Besides sales: ``tryons`` (conversion per store, SKU and day, see
+:mod:`cloud.tryons`) and ``tryon_sessions``; ``wifi``, ``wifi_hourly``, ``footfall`` and
+``footfall_hourly`` (:mod:`cloud.traffic`).
 
 Exceptions::
 
@@ -35,7 +38,8 @@ from sqlalchemy import ColumnElement, Row, Select, and_, func, select, true, tup
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tqdm import tqdm
 
-from cloud import appkeys, auth, db
+from cloud import appkeys, auth, db, traffic, tryons
+from cloud.config import CloudConfig, TryonsConfig
 from cloud.schema import sale_lines, sales, stores
 
 CHUNK_ROWS = 2000
@@ -107,6 +111,8 @@ class Dataset:
     fields: tuple[Field, ...]
     query: Callable[[Window, ColumnElement[bool] | None], Select[Any]]
     complete: Complete | None = None
+    # The dataset as the cloud's config shapes it, when it depends on config.
+    configure: Callable[[CloudConfig], Dataset] | None = None
 
     async def records(self, conn: AsyncConnection, rows: Sequence[Row[Any]]) -> list[Record]:
         """The output records of a chunk of query rows."""
@@ -201,6 +207,110 @@ def _sale_lines_query(window: Window, scope: ColumnElement[bool] | None) -> Sele
     )
 
 
+def _conditions(
+    window: Window, scope: ColumnElement[bool] | None
+) -> tuple[tryons.Condition, tryons.Condition]:
+    """The time window and the store scope as conditions on a given column."""
+    return (lambda column: _in_window(column, window)), (lambda column: _scoped(column, scope))
+
+
+def _tryons_report(config: TryonsConfig) -> Dataset:
+    minutes = config.conversion_window_minutes
+    return Dataset(
+        "tryons",
+        (
+            Field("day", pa.date32()),
+            Field("store_id", pa.string()),
+            Field("sku", pa.string()),
+            Field("tryons", pa.int64()),
+            Field("converted", pa.int64()),
+            Field("purchases", pa.int64()),
+            Field("conversion", pa.float64()),
+        ),
+        lambda window, scope: tryons.report_query(*_conditions(window, scope), minutes),
+        tryons.report_records,
+        lambda cloud: _tryons_report(cloud.tryons),
+    )
+
+
+def _tryon_sessions(config: TryonsConfig) -> Dataset:
+    minutes = config.conversion_window_minutes
+    return Dataset(
+        "tryon_sessions",
+        (
+            Field("store_id", pa.string()),
+            Field("session_id", pa.string()),
+            Field("reader", pa.string()),
+            Field("room", pa.string()),
+            Field("epc", pa.string()),
+            Field("gtin", pa.string()),
+            Field("sku", pa.string()),
+            Field("started_at", _TIME),
+            Field("ended_at", _TIME),
+            Field("dwell_s", pa.float64()),
+            Field("closed_by", pa.string()),
+            Field("converted", pa.bool_()),
+        ),
+        lambda window, scope: tryons.sessions_query(*_conditions(window, scope), minutes),
+        configure=lambda cloud: _tryon_sessions(cloud.tryons),
+    )
+
+
+_COUNT = pa.int64()
+_WIFI_FIELDS = (
+    Field("store_id", pa.string()),
+    Field("sniffer", pa.string()),
+    Field("window_start", _TIME),
+    Field("window_s", _COUNT),
+    Field("devices", _COUNT),
+    Field("visitors", _COUNT),
+    Field("passers_by", _COUNT),
+    Field("occupancy", pa.float64()),
+    Field("dwell_hist", pa.list_(_COUNT)),
+    Field("new_devices", _COUNT),
+    Field("repeat_devices", _COUNT),
+    Field("fixed_excluded", _COUNT),
+    Field("frames", _COUNT),
+    Field("malformed", _COUNT),
+)
+_WIFI_HOURLY_FIELDS = (
+    Field("store_id", pa.string()),
+    Field("sniffer", pa.string()),
+    Field("hour", _TIME),
+    Field("minutes", _COUNT),
+    Field("avg_devices", pa.float64()),
+    Field("max_devices", _COUNT),
+    Field("avg_visitors", pa.float64()),
+    Field("avg_passers_by", pa.float64()),
+    Field("avg_occupancy", pa.float64()),
+    Field("max_occupancy", pa.float64()),
+    Field("dwell_hist", pa.list_(_COUNT)),
+    Field("new_devices", _COUNT),
+    Field("repeat_devices", _COUNT),
+    Field("max_fixed_excluded", _COUNT),
+    Field("frames", _COUNT),
+    Field("malformed", _COUNT),
+)
+_FOOTFALL_FIELDS = (
+    Field("store_id", pa.string()),
+    Field("camera", pa.string()),
+    Field("window_start", _TIME),
+    Field("window_s", _COUNT),
+    Field("in", _COUNT),
+    Field("out", _COUNT),
+    Field("occupancy", _COUNT),
+)
+_FOOTFALL_HOURLY_FIELDS = (
+    Field("store_id", pa.string()),
+    Field("camera", pa.string()),
+    Field("hour", _TIME),
+    Field("minutes", _COUNT),
+    Field("in", _COUNT),
+    Field("out", _COUNT),
+    Field("avg_occupancy", pa.float64()),
+    Field("max_occupancy", _COUNT),
+)
+
 DATASETS: dict[str, Dataset] = {
     "sales": Dataset(
         "sales",
@@ -228,6 +338,31 @@ DATASETS: dict[str, Dataset] = {
             *(Field(f.name, f.type) for f in _LINE),
         ),
         _sale_lines_query,
+    ),
+    "tryons": _tryons_report(TryonsConfig()),
+    "tryon_sessions": _tryon_sessions(TryonsConfig()),
+    "wifi": Dataset(
+        "wifi",
+        _WIFI_FIELDS,
+        lambda window, scope: traffic.wifi_query(*_conditions(window, scope)),
+        traffic.wifi_records,
+    ),
+    "wifi_hourly": Dataset(
+        "wifi_hourly",
+        _WIFI_HOURLY_FIELDS,
+        lambda window, scope: traffic.wifi_hourly_query(*_conditions(window, scope)),
+        traffic.wifi_hourly_records,
+    ),
+    "footfall": Dataset(
+        "footfall",
+        _FOOTFALL_FIELDS,
+        lambda window, scope: traffic.footfall_query(*_conditions(window, scope)),
+    ),
+    "footfall_hourly": Dataset(
+        "footfall_hourly",
+        _FOOTFALL_HOURLY_FIELDS,
+        lambda window, scope: traffic.footfall_hourly_query(*_conditions(window, scope)),
+        traffic.footfall_hourly_records,
     ),
 }
 
@@ -383,13 +518,16 @@ ENCODERS: dict[str, Callable[[Sequence[Field]], Encoder]] = {
 }
 
 
-def resolve(dataset: str, fmt: str) -> tuple[Dataset, Encoder]:
-    """The dataset and a fresh encoder; ExportError naming what is unknown."""
+def resolve(dataset: str, fmt: str, config: CloudConfig | None = None) -> tuple[Dataset, Encoder]:
+    """The dataset (shaped by config, if given) and a fresh encoder; ExportError naming what
+    is unknown."""
     if dataset not in DATASETS:
         raise ExportError(f"unknown dataset {dataset!r} (known: {', '.join(sorted(DATASETS))})")
     if fmt not in ENCODERS:
         raise ExportError(f"unknown format {fmt!r} (known: {', '.join(ENCODERS)})")
     found = DATASETS[dataset]
+    if config is not None and found.configure is not None:
+        found = found.configure(config)
     return found, ENCODERS[fmt](found.fields)
 
 
@@ -432,10 +570,15 @@ async def export(
 
 
 async def export_to_file(
-    engine: AsyncEngine, dataset: str, fmt: str, window: Window, out: str
+    engine: AsyncEngine,
+    dataset: str,
+    fmt: str,
+    window: Window,
+    out: str,
+    config: CloudConfig | None = None,
 ) -> int:
     """The CLI's export: to a file, or to stdout for ``-``; a progress bar on a terminal."""
-    found, encoder = resolve(dataset, fmt)
+    found, encoder = resolve(dataset, fmt, config)
     show = sys.stderr.isatty()
     total = await count_rows(engine, found, window) if show else None
     bar = tqdm(total=total, unit="rows", file=sys.stderr, disable=not show)
@@ -459,7 +602,9 @@ async def _get_export(request: web.Request) -> web.StreamResponse:
     user = await auth.require_user(request)
     try:
         found, encoder = resolve(
-            request.match_info["dataset"], request.query.get("format", "ndjson")
+            request.match_info["dataset"],
+            request.query.get("format", "ndjson"),
+            request.app[appkeys.CONFIG],
         )
         window = make_window(request.query.get("from"), request.query.get("to"))
     except ExportError as err:

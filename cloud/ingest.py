@@ -4,9 +4,10 @@
 validated on its own against envelope.v1.json and its kind's payload schema; valid events are
 inserted into ``events`` with ``ON CONFLICT DO NOTHING`` on the primary key (store_id,
 event_id), and only the rows that were new take effect, in the same transaction: a sale
-becomes sales/sale_lines/sale_payments rows, a ``member.tags`` event goes to
-:func:`cloud.tags.apply_tag_event`. A repeated batch finds every row present, changes nothing
-and gets the same answer.
+becomes sales/sale_lines/sale_payments rows (and sale_line_epcs), a ``member.tags`` event goes
+to :func:`cloud.tags.apply_tag_event`, device telemetry (``tryon``, ``wifi.window``,
+``footfall.window``; :mod:`cloud.telemetry`) becomes tryons/wifi_windows/footfall_windows rows.
+A repeated batch finds every row present, changes nothing and gets the same answer.
 
 Validation uses msgspec Structs that mirror the JSON Schemas field by field (sale.v1.json,
 member-tags.v1.json, envelope.v1.json, with their bounds): msgspec is already a dependency,
@@ -42,10 +43,29 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from cloud import appkeys, auth, db
+from cloud import appkeys, auth, db, telemetry
 from cloud.changes import link_member_to_store
-from cloud.schema import events, receipt_claims, rejected_events, sale_lines, sale_payments, sales
+from cloud.schema import (
+    events,
+    footfall_windows,
+    receipt_claims,
+    rejected_events,
+    sale_line_epcs,
+    sale_lines,
+    sale_payments,
+    sales,
+    tryons,
+    wifi_windows,
+)
 from cloud.tags import apply_tag_event
+from cloud.telemetry import (
+    TelemetryPayload,
+    TryonPayload,
+    WifiWindowPayload,
+    footfall_row,
+    tryon_row,
+    wifi_row,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +128,14 @@ class SaleLine(_Strict, frozen=True):
     gtin: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{8,14}\Z")] | None = None
     sku: Text64 | None = None
     epc: Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Fa-f]{8,64}\Z")] | None = None
+    # The garments' EPCs, when the POS reads tags at the till (kept upper-case; try-on matching).
+    epcs: list[Annotated[str, msgspec.Meta(pattern=r"^(?:[0-9A-Fa-f]{2}){4,32}\Z")]] = (
+        msgspec.field(default_factory=list)
+    )
+
+    def __post_init__(self) -> None:
+        if len(self.epcs) > self.qty:
+            raise ValueError(f"epcs: {len(self.epcs)} EPCs on a line of qty {self.qty}")
 
 
 class SalePayment(_Strict, frozen=True):
@@ -157,12 +185,13 @@ class MemberTagsPayload(_Strict, frozen=True):
     staff_id: Text32 | None = None
 
 
-Payload = SalePayload | MemberTagsPayload
+Payload = SalePayload | MemberTagsPayload | TelemetryPayload
 
 # (kind, v) -> decoder of its payload. A new event kind adds a line here and an applier below.
 PAYLOAD_DECODERS: dict[tuple[str, int], msgspec.json.Decoder[Any]] = {
     ("sale", 1): msgspec.json.Decoder(SalePayload),
     ("member.tags", 1): msgspec.json.Decoder(MemberTagsPayload),
+    **telemetry.DECODERS,
 }
 _ENVELOPE = msgspec.json.Decoder(Envelope)
 
@@ -467,6 +496,7 @@ async def _apply_sales(
     sale_rows: list[tuple[Any, ...]] = []
     line_rows: list[tuple[Any, ...]] = []
     payment_rows: list[tuple[Any, ...]] = []
+    epc_rows: list[tuple[Any, ...]] = []
     latest: dict[str, datetime] = {}
     for envelope, sale in new_sales:
         sale_id = sale.sale_id.lower()
@@ -505,6 +535,9 @@ async def _apply_sales(
         payment_rows += [
             (store_id, sale_id, n, p.method, p.amount) for n, p in enumerate(sale.payments)
         ]
+        epc_rows += [
+            (store_id, epc, sale_id, n) for n, li in enumerate(sale.lines) for epc in _line_epcs(li)
+        ]
         if member is not None and (member not in latest or latest[member] < sale.occurred_at):
             latest[member] = sale.occurred_at
     inserted = await writer.insert_rows(conn, sales, sale_rows)
@@ -528,10 +561,55 @@ async def _apply_sales(
         )
         line_rows = [row for row in line_rows if row[1] in mine]
         payment_rows = [row for row in payment_rows if row[1] in mine]
+        epc_rows = [row for row in epc_rows if row[2] in mine]
     await writer.insert_rows(conn, sale_lines, line_rows)
     await writer.insert_rows(conn, sale_payments, payment_rows)
+    await writer.insert_rows(conn, sale_line_epcs, epc_rows)
     for member_id, at in latest.items():
         await link_member_to_store(conn, member_id, store_id, at)
+
+
+def _line_epcs(line: SaleLine) -> list[str]:
+    """A line's EPCs, upper-case, once each: its ``epcs`` and its single ``epc``."""
+    found = [epc.upper() for epc in line.epcs]
+    if line.epc is not None:
+        found.append(line.epc.upper())
+    return list(dict.fromkeys(found))
+
+
+async def _apply_telemetry(
+    conn: AsyncConnection,
+    writer: Writer,
+    store_id: str,
+    new_items: list[tuple[Envelope, TelemetryPayload]],
+) -> None:
+    """New try-on and window events become rows; a repeated session or window adds nothing."""
+    if not new_items:
+        return
+    time = writer.time
+    by_table: dict[Table, list[tuple[Any, ...]]] = {
+        tryons: [],
+        wifi_windows: [],
+        footfall_windows: [],
+    }
+    for envelope, payload in new_items:
+        if isinstance(payload, TryonPayload):
+            by_table[tryons].append(tryon_row(store_id, envelope.id, payload, time))
+        elif isinstance(payload, WifiWindowPayload):
+            by_table[wifi_windows].append(wifi_row(store_id, envelope.id, payload, time))
+        else:
+            by_table[footfall_windows].append(footfall_row(store_id, envelope.id, payload, time))
+    for table, rows in by_table.items():
+        inserted = await writer.insert_rows(conn, table, rows)
+        if inserted != len(rows):
+            # The event is new but its session or window is not (the agent sent it again under
+            # another id): the first one stands, as for sales.
+            log.info(
+                "store %s: %d %s rows repeat a session or window already recorded; skipped",
+                store_id,
+                len(rows) - inserted,
+                table.name,
+            )
 
 
 async def _apply_tag_events(
@@ -607,6 +685,7 @@ async def store_batch(
         new_ids = await writer.insert_new_events(conn, store_id, rows)
         new_sales = []
         new_tags = []
+        new_telemetry: list[tuple[Envelope, TelemetryPayload]] = []
         new_by_kind: dict[str, int] = {}
         for item in batch.accepted:
             if item.envelope.id not in new_ids:
@@ -615,9 +694,12 @@ async def store_batch(
             new_by_kind[kind] = new_by_kind.get(kind, 0) + 1
             if isinstance(item.payload, SalePayload):
                 new_sales.append((item.envelope, item.payload))
-            else:
+            elif isinstance(item.payload, MemberTagsPayload):
                 new_tags.append((item.envelope, item.payload))
+            else:
+                new_telemetry.append((item.envelope, item.payload))
         await _apply_sales(conn, writer, store_id, new_sales)
+        await _apply_telemetry(conn, writer, store_id, new_telemetry)
         refused = await _apply_tag_events(conn, store_id, new_tags)
         rejected = batch.rejected + refused
         await _record_rejections(conn, store_id, rejected, received_at)

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -122,6 +123,9 @@ sales = Table(
     Column("receipt_url", Text, nullable=False),
     UniqueConstraint("store_id", "receipt_seq", name="uq_sales_store_receipt_seq"),
 )
+
+# Try-on conversion looks for a store's sales in a time range.
+Index("ix_sales_store_occurred", sales.c.store_id, sales.c.occurred_at)
 
 sale_lines = Table(
     "sale_lines",
@@ -308,4 +312,77 @@ heartbeats = Table(
     Column("rejected", Integer, nullable=False),
     Column("devices", JSON, nullable=False),
     Column("version", String(32)),
+)
+
+# EPCs a sale line carried (its "epcs" list and its single "epc"), upper-case hex: how a try-on
+# of that very garment is matched to its purchase.
+sale_line_epcs = Table(
+    "sale_line_epcs",
+    metadata,
+    # Key order: a try-on's EPC is looked up within its store.
+    Column("store_id", StoreId, primary_key=True),
+    Column("epc", String(64), primary_key=True),
+    Column("sale_id", String(36), primary_key=True),
+    Column("line_no", Integer, primary_key=True),
+)
+
+# One completed fitting-room try-on session per row ("tryon" events).
+tryons = Table(
+    "tryons",
+    metadata,
+    Column("store_id", StoreId, primary_key=True),
+    Column("event_id", String(36), primary_key=True),
+    Column("session_id", String(32), nullable=False),
+    Column("reader", String(64), nullable=False),
+    Column("room", String(64), nullable=False),
+    Column("epc", String(64), nullable=False),
+    Column("gtin", String(14)),
+    Column("sku", String(64)),
+    Column("started_at", Time, nullable=False),
+    Column("ended_at", Time, nullable=False),
+    Column("dwell_s", Float, nullable=False),
+    Column("closed_by", String(16), nullable=False),  # left | max_duration | shutdown
+    # The agent's session id is unique too: a session re-sent under another event id is one.
+    UniqueConstraint("store_id", "session_id", name="uq_tryons_store_session"),
+    Index("ix_tryons_store_started", "store_id", "started_at"),
+    Index("ix_tryons_store_epc", "store_id", "epc"),
+)
+
+# One 60-second window of a Wi-Fi probe sniffer ("wifi.window" events): aggregates only.
+wifi_windows = Table(
+    "wifi_windows",
+    metadata,
+    Column("store_id", StoreId, primary_key=True),
+    Column("sniffer", String(64), primary_key=True),
+    Column("window_start", Time, primary_key=True),
+    Column("event_id", String(36), nullable=False),
+    Column("window_s", Integer, nullable=False),
+    Column("devices", Integer, nullable=False),
+    Column("visitors", Integer, nullable=False),
+    Column("passers_by", Integer, nullable=False),
+    Column("occupancy", Float, nullable=False),
+    # Six counts as JSON text, "[0,1,0,0,0,0]": visits that ended in the window by dwell
+    # (<1, 1-5, 5-15, 15-30, 30-60, >=60 min).
+    Column("dwell_hist", Text, nullable=False),
+    Column("new_devices", Integer),
+    Column("repeat_devices", Integer),
+    Column("fixed_excluded", Integer, nullable=False),
+    Column("frames", Integer, nullable=False),
+    Column("malformed", Integer, nullable=False),
+    Index("ix_wifi_windows_window_start", "window_start"),
+)
+
+# One 60-second window of an entrance camera ("footfall.window" events).
+footfall_windows = Table(
+    "footfall_windows",
+    metadata,
+    Column("store_id", StoreId, primary_key=True),
+    Column("camera", String(64), primary_key=True),
+    Column("window_start", Time, primary_key=True),
+    Column("event_id", String(36), nullable=False),
+    Column("window_s", Integer, nullable=False),
+    Column("in", Integer, nullable=False),
+    Column("out", Integer, nullable=False),
+    Column("occupancy", Integer, nullable=False),
+    Index("ix_footfall_windows_window_start", "window_start"),
 )

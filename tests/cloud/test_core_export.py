@@ -116,7 +116,7 @@ def test_bad_windows_and_names() -> None:
     with pytest.raises(ExportError, match="from: not an ISO 8601"):
         make_window("yesterday", None)
     with pytest.raises(ExportError, match="unknown dataset"):
-        export.resolve("tryons", "csv")
+        export.resolve("nope", "csv")
     with pytest.raises(ExportError, match="unknown format"):
         export.resolve("sales", "xlsx")
 
