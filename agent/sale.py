@@ -16,10 +16,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     StrictInt,
     StrictStr,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -62,6 +64,7 @@ def _uuid(value: str) -> str:
 
 
 Amount = Annotated[StrictInt, Field(ge=0, le=MAX_AMOUNT)]
+Epc = Annotated[StrictStr, Field(pattern=r"^(?:[0-9A-Fa-f]{2}){4,32}$"), AfterValidator(str.upper)]
 Code = Annotated[StrictStr, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
 
@@ -73,6 +76,8 @@ class SaleLine(_Model):
     gtin: Annotated[StrictStr, AfterValidator(_gtin)] | None = None
     sku: Annotated[StrictStr, Field(min_length=1, max_length=64)] | None = None
     epc: Annotated[StrictStr, Field(pattern=r"^[0-9A-Fa-f]{8,64}$")] | None = None
+    # EPCs of the garments sold (RFID try-on → purchase matching); at most qty of them.
+    epcs: Annotated[tuple[Epc, ...], Field(max_length=100_000)] = ()
     name: Annotated[StrictStr, Field(min_length=1, max_length=200)]
     qty: Annotated[StrictInt, Field(ge=1, le=100_000)]
     unit_price: Amount
@@ -82,11 +87,21 @@ class SaleLine(_Model):
     def _identified(self) -> SaleLine:
         if self.gtin is None and self.sku is None:
             raise ValueError("each line needs a gtin or a sku")
+        if len(self.epcs) > self.qty:
+            raise ValueError(f"{len(self.epcs)} epcs for qty {self.qty}: at most one per item")
         if self.discount > self.qty * self.unit_price:
             raise ValueError(
                 f"discount {self.discount} exceeds the line amount {self.qty * self.unit_price}"
             )
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_empty_epcs(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Absent means none: sales without EPCs keep their exact former shape and hash.
+        data = handler(self)
+        if isinstance(data, dict) and not data.get("epcs"):
+            data.pop("epcs", None)
+        return data
 
     @property
     def amount(self) -> int:

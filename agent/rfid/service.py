@@ -1,13 +1,83 @@
-"""The RFID service the agent runs (placeholder until the RFID work fills it)."""
+"""The RFID service the agent runs: readers → try-on sessions → ``tryon`` events; raw reads kept.
+
+One :class:`~drivers.rfid.reader.LlrpReader` per configured reader, each a named task; their
+callbacks run on the event loop and only do in-memory work (session tracking, per-second
+sums of raw reads). One housekeeping task, every ``TICK_S``: advances the session timeline
+(so visits end when nothing is read), resolves each completed session's product and emits its
+``tryon`` event, writes raw-read sums once a second and reader availability when it changed.
+
+Times: the agent's clock is the wall time at start plus the monotonic clock since, so a wall
+clock step (NTP) neither stalls nor stretches sessions; reader timestamps are mapped onto it
+per reader (see :class:`~agent.rfid.sessions.ReaderClock`).
+
+Shutdown: readers stop first, then visits past the minimum dwell close as ``shutdown`` (see
+agent/rfid/sessions.py), their events are emitted and raw reads flushed, before the outbox
+closes (the composition root stops this service before the outbox).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
+import logging
+import sqlite3
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from types import TracebackType
 
 from agent.config import AgentConfig
-from agent.db import Database
+from agent.db import Database, DatabaseError, Durability
 from agent.jobs import JobScheduler
-from agent.outbox import Outbox
+from agent.outbox import NewEvent, Outbox, ms_to_iso, utc_iso
+from agent.rfid.products import ProductLookup
+from agent.rfid.rawreads import RawReadLog, prune_reads
+from agent.rfid.sessions import ReaderClock, SessionSettings, TryOn, TryOnTracker
+from drivers.rfid.reads import TagRead
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.25
+RAW_FLUSH_S = 1.0
+RETENTION_JOB = "rfid-raw-retention"
+
+_STATUS = """
+INSERT INTO device_status (kind, name, available, detail, checked_at) VALUES ('rfid', ?, ?, ?, ?)
+ON CONFLICT (kind, name) DO UPDATE SET available = excluded.available,
+    detail = excluded.detail, checked_at = excluded.checked_at
+"""
+
+
+class AgentClock:
+    """Wall time at start + monotonic time since, in Unix microseconds."""
+
+    def __init__(self) -> None:
+        self._wall0 = time.time_ns() // 1000
+        self._mono0 = time.monotonic_ns() // 1000
+
+    def now_us(self) -> int:
+        """The current time on the agent's timeline."""
+        return self._wall0 + time.monotonic_ns() // 1000 - self._mono0
+
+
+def tryon_payload(
+    session: TryOn, session_id: str, gtin: str | None, sku: str | None
+) -> dict[str, object]:
+    """The ``tryon`` v1 event payload of a completed session (config/schemas, events.md)."""
+    return {
+        "session_id": session_id,
+        "reader": session.reader,
+        "room": session.room,
+        "epc": session.epc.hex().upper(),
+        "gtin": gtin,
+        "sku": sku,
+        "started_at": ms_to_iso(session.started_us // 1000),
+        "ended_at": ms_to_iso(session.ended_us // 1000),
+        "dwell_s": round(max(session.dwell_us, 0) / 1e6, 3),
+        "closed_by": session.closed_by,
+    }
 
 
 class RfidService:
@@ -20,8 +90,60 @@ class RfidService:
         self.db = db
         self.outbox = outbox
         self.jobs = jobs
+        rfid = config.rfid
+        rooms = {
+            (reader.name, antenna): room
+            for reader in rfid.readers
+            for antenna, room in reader.room_of.items()
+        }
+        self._clock = AgentClock()
+        self.tracker = TryOnTracker(
+            rooms,
+            SessionSettings.from_seconds(
+                rfid.window_s, rfid.min_dwell_s, rfid.end_after_s, rfid.max_duration_s
+            ),
+        )
+        self.raw = RawReadLog()
+        self._reader_clocks = {reader.name: ReaderClock() for reader in rfid.readers}
+        self._finished: list[TryOn] = []
+        self._available: dict[str, bool | None] = {r.name: None for r in rfid.readers}
+        self._status_due: dict[str, tuple[bool, str]] = {
+            r.name: (False, "not connected yet") for r in rfid.readers
+        }
+        self._products = ProductLookup(db.reader)
+        self._tasks: list[asyncio.Task[None]] = []
+        self.sessions_emitted = 0
 
     async def __aenter__(self) -> RfidService:
+        rfid = self.config.rfid
+        if not rfid.readers:
+            return self
+        # sllurp loads only when readers are configured.
+        from drivers.rfid.reader import LlrpReader
+
+        self.jobs.every(RETENTION_JOB, 3600, self._prune, run_now=True)
+        for reader in rfid.readers:
+            host, port = reader.address
+            driver = LlrpReader(
+                reader.name,
+                host,
+                port,
+                antennas=reader.antennas,
+                tx_power_dbm=reader.tx_power_dbm,
+                session=reader.session,
+                search_mode=reader.search_mode if reader.impinj_extensions else None,
+                tag_population=reader.tag_population,
+                keepalive_s=reader.keepalive_s,
+                on_reads=functools.partial(self._on_reads, reader.name),
+                on_state=functools.partial(self._on_state, reader.name),
+            )
+            self._tasks.append(asyncio.create_task(driver.run(), name=f"rfid-{reader.name}"))
+        self._tasks.append(asyncio.create_task(self._housekeeping(), name="rfid-housekeeping"))
+        log.info(
+            "rfid: %d reader(s), %d room(s)",
+            len(rfid.readers),
+            sum(len(set(r.room_of.values())) for r in rfid.readers),
+        )
         return self
 
     async def __aexit__(
@@ -30,4 +152,94 @@ class RfidService:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        return None
+        if not self._tasks:
+            return
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        self._finished.extend(self.tracker.close_all(self._clock.now_us()))
+        try:
+            await self._emit_finished()
+            await self.raw.flush(self.db)
+        except DatabaseError:
+            log.exception("rfid: could not save the last reads and sessions at shutdown")
+        log.info(
+            "rfid stopped: %d reads received, %d stored, %d try-on sessions",
+            self.raw.received,
+            self.raw.written,
+            self.sessions_emitted,
+        )
+
+    def _on_reads(self, reader: str, reads: Sequence[TagRead]) -> None:
+        if not reads:
+            return
+        latest = max(read.seen_at_us for read in reads)
+        offset = self._reader_clocks[reader].offset_us(latest, self._clock.now_us())
+        self.raw.add(reader, reads, offset)
+        finished = self.tracker.observe(reader, reads, offset)
+        if finished:
+            self._finished.extend(finished)
+
+    def _on_state(self, reader: str, available: bool, detail: str) -> None:
+        # The driver logs each change once (WARNING on drop, INFO on return); this records it.
+        if self._available[reader] == available:
+            return
+        self._available[reader] = available
+        self._status_due[reader] = (available, detail)
+        if available:
+            self._reader_clocks[reader].reset()
+            self.tracker.reader_up(reader, self._clock.now_us())
+        else:
+            self.tracker.reader_down(reader)
+
+    async def _housekeeping(self) -> None:
+        next_flush = time.monotonic() + RAW_FLUSH_S
+        while True:
+            try:
+                self._finished.extend(self.tracker.tick(self._clock.now_us()))
+                await self._emit_finished()
+                if self._status_due:
+                    await self._write_status()
+                if time.monotonic() >= next_flush:
+                    next_flush = time.monotonic() + RAW_FLUSH_S
+                    await self.raw.flush(self.db)
+            except (DatabaseError, sqlite3.Error):
+                # Raw reads of this second are lost; sessions are in memory and stay.
+                log.exception("rfid: could not write raw reads or reader status")
+            await asyncio.sleep(TICK_S)
+
+    async def _emit_finished(self) -> None:
+        finished, self._finished = self._finished, []
+        for session in finished:
+            product = await self._products.resolve(session.epc)
+            payload = tryon_payload(session, uuid.uuid4().hex, product.gtin, product.sku)
+            self.outbox.emit(NewEvent("tryon", payload, session.ended_us // 1000))
+            self.sessions_emitted += 1
+            log.debug(
+                "try-on in %s: %s for %.0f s (%s)",
+                session.room,
+                product.sku or product.epc,
+                session.dwell_us / 1e6,
+                session.closed_by,
+            )
+
+    async def _write_status(self) -> None:
+        due, self._status_due = self._status_due, {}
+        now = utc_iso(datetime.now(UTC))
+        rows = [(name, int(up), detail, now) for name, (up, detail) in due.items()]
+        try:
+            async with self.db.write(Durability.NORMAL) as conn:
+                await conn.executemany(_STATUS, rows)
+        except DatabaseError:
+            for name, state in due.items():
+                self._status_due.setdefault(name, state)
+            raise
+
+    async def _prune(self) -> str:
+        days = self.config.rfid.raw_read_retention_days
+        cutoff = self._clock.now_us() // 1_000_000 - days * 86400
+        deleted = await prune_reads(self.db, cutoff)
+        return f"pruned {deleted:,} per-second read rows older than {days} days"
