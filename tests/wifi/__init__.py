@@ -1,0 +1,1 @@
+"""Tests of the Wi-Fi analytics (agent/wifi)."""
