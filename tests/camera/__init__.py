@@ -1,0 +1,1 @@
+"""Tests of the entrance camera: counting, replay contract, service, privacy."""
