@@ -22,7 +22,7 @@ from agent.checkout import Checkout, NoPrinter, SaleConflict, UnknownSale
 from agent.config import AgentConfig
 from agent.db import Database, StorageFull
 from agent.members import MemberDirectory, TagChange
-from agent.outbox import Outbox, outbox_depth
+from agent.outbox import BACKLOG_SQL, Outbox, outbox_depth
 from agent.printing import PENDING_JOBS_SQL, PrinterWorker, jobs_by_printer
 from agent.sale import InvalidSale, parse_sale
 from agent.validation import FieldProblem, describe
@@ -60,6 +60,60 @@ class Metrics:
             ["printer"],
             registry=self.registry,
         )
+        self.oldest_unsent_age = Gauge(
+            "storelink_agent_outbox_oldest_unsent_age_seconds",
+            "Age of the oldest event not yet acknowledged by the cloud (0 when none)",
+            registry=self.registry,
+        )
+        self.events = Counter(
+            "storelink_agent_events_appended",
+            "Events appended to the outbox since the agent started, by kind",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.dropped = Counter(
+            "storelink_agent_events_dropped",
+            "Telemetry events dropped (queue or storage full), by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.device_up = Gauge(
+            "storelink_agent_device_available",
+            "1 when the device is available, 0 when not",
+            ["kind", "name"],
+            registry=self.registry,
+        )
+        # Appended events are counted from the outbox itself (sales and telemetry alike):
+        # each scrape adds the rows after the highest seq seen so far.
+        self.seen_seq = 0
+        self.seen_drops: dict[str, int] = {}
+
+    async def start(self, db: Database) -> None:
+        """Count events from now on (the outbox's current end)."""
+        ((last,),) = await db.reader.execute_fetchall("SELECT coalesce(max(seq), 0) FROM outbox")
+        self.seen_seq = int(last)
+
+    async def refresh(self, db: Database, outbox: Outbox, now_ms: int) -> None:
+        """Bring the outbox and device series up to date (at each scrape)."""
+        conn = db.reader
+        rows = await conn.execute_fetchall(
+            "SELECT kind, count(*), max(seq) FROM outbox WHERE seq > ? GROUP BY kind",
+            (self.seen_seq,),
+        )
+        for kind, count, last in rows:
+            self.events.labels(kind).inc(count)
+            self.seen_seq = max(self.seen_seq, int(last))
+        ((_, oldest_ms),) = await conn.execute_fetchall(BACKLOG_SQL)
+        self.oldest_unsent_age.set(0 if oldest_ms is None else max(0, now_ms - oldest_ms) / 1000)
+        for reason, count in outbox.stats.drop_reasons.items():
+            delta = count - self.seen_drops.get(reason, 0)
+            if delta > 0:
+                self.dropped.labels(reason).inc(delta)
+            self.seen_drops[reason] = count
+        for kind, name, available in await conn.execute_fetchall(
+            "SELECT kind, name, available FROM device_status"
+        ):
+            self.device_up.labels(kind, name).set(1 if available else 0)
 
 
 CONFIG = web.AppKey("config", AgentConfig)
@@ -247,8 +301,11 @@ async def get_metrics(request: web.Request) -> web.Response:
     snapshot = await status_snapshot(app)
     metrics.outbox_depth.set(snapshot["outbox"]["unsent"])
     totals: dict[str, int] = {"queued": 0, "printing": 0, "failed": 0}
+    await metrics.refresh(app[DB], app[OUTBOX], int(time.time() * 1000))
     for printer in snapshot["printers"]:
         metrics.printer_up.labels(printer["name"]).set(1 if printer["available"] else 0)
+        if printer["available"] is not None:
+            metrics.device_up.labels("printer", printer["name"]).set(int(printer["available"]))
         for state, count in printer["jobs"].items():
             totals[state] = totals.get(state, 0) + count
     for state, count in totals.items():
@@ -277,6 +334,11 @@ def make_app(
     app[PRINTERS] = printers
     app[MEMBERS] = members
     app[METRICS] = Metrics()
+
+    async def start_metrics(app: web.Application) -> None:
+        await app[METRICS].start(app[DB])
+
+    app.on_startup.append(start_metrics)
     app.router.add_post("/v1/sales", post_sale)
     app.router.add_get("/v1/sales/{sale_id}", get_sale)
     app.router.add_post("/v1/sales/{sale_id}/reprint", reprint_sale)

@@ -1,9 +1,11 @@
 """The agent process's composition root.
 
 Start order (closed in reverse): data directory, store key and replica key → database
-(migrations) → outbox writer → job scheduler → devices (RFID, Wi-Fi, camera) → one print
-worker per printer → local API. The API opens last,
-so the POS is never answered before everything behind it runs, and closes first on shutdown.
+(migrations) → outbox writer → job scheduler → devices (RFID, Wi-Fi, camera) → mDNS look-ups
+(only for dnssd:// printers) → one print worker per printer → the agent's own jobs → local API
+→ mDNS advertisement. The API opens last,
+so the POS is never answered before everything behind it runs, and closes first on shutdown
+(after its advertisement is withdrawn).
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ from agent.checkout import Checkout
 from agent.config import AgentConfig
 from agent.configbase import split_host_port
 from agent.db import DB_FILE, Database, DatabaseError, Durability
-from agent.jobs import JobScheduler
+from agent.discovery import Discovery, DiscoveryError, advertising_interfaces
+from agent.jobs import JobScheduler, register_agent_jobs
 from agent.members import MemberDirectory
 from agent.outbox import Outbox
-from agent.printing import PrinterWorker
+from agent.printing import PrinterWorker, Resolver
 from agent.replica import load_or_create_replica_key
 from agent.rfid.service import RfidService
+from agent.sdnotify import Notifier, pinging
 from agent.storekey import load_or_create_store_key
 from agent.wifi.service import WifiService
 
@@ -71,18 +75,33 @@ async def serve_until_signalled(config: AgentConfig) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    await run_agent(config, stop)
+    notifier = Notifier.from_environ()
+    try:
+        await run_agent(config, stop, notifier=notifier)
+    finally:
+        notifier.close()
 
 
 async def run_agent(
-    config: AgentConfig, stop: asyncio.Event, started: asyncio.Event | None = None
+    config: AgentConfig,
+    stop: asyncio.Event,
+    started: asyncio.Event | None = None,
+    *,
+    notifier: Notifier | None = None,
 ) -> None:
-    """Run the agent until ``stop`` is set; ``started`` is set once the API listens."""
+    """Run the agent until ``stop`` is set; ``started`` is set once the API listens.
+
+    ``notifier`` tells systemd when the API listens and when the agent stops, and pings its
+    watchdog from this event loop throughout (see agent.sdnotify).
+    """
+    notifier = notifier or Notifier(None)
     data_dir = config.store.data_dir
     await asyncio.to_thread(prepare_data_dir, data_dir)
     key = await asyncio.to_thread(load_or_create_store_key, data_dir)
     seal = await asyncio.to_thread(load_or_create_replica_key, data_dir)
     async with contextlib.AsyncExitStack() as stack:
+        # Pinging from the start: opening the database may migrate it for a while.
+        await stack.enter_async_context(pinging(notifier))
         try:
             db = await stack.enter_async_context(Database(data_dir / DB_FILE))
         except DatabaseError as err:
@@ -97,11 +116,13 @@ async def run_agent(
             CameraService(config, db, outbox, jobs),
         ):
             await stack.enter_async_context(service)
+        resolver = await _open_resolver(stack, config)
         workers: dict[str, PrinterWorker] = {}
         for printer in config.printers:
             workers[printer.name] = await stack.enter_async_context(
-                PrinterWorker(config, printer, db)
+                PrinterWorker(config, printer, db, resolver)
             )
+        register_agent_jobs(jobs, db, workers, config.outbox.retention_days)
         checkout = Checkout(config, db, outbox, key, workers)
         members = MemberDirectory(db, outbox, seal)
         app = make_app(config, db, outbox, checkout, workers, members)
@@ -120,7 +141,39 @@ async def run_agent(
             config.api.listen,
             len(workers),
         )
+        await _advertise(stack, config)
         if started is not None:
             started.set()
+        notifier.ready(f"store {config.store.id}: POS API on {config.api.listen}")
         await stop.wait()
+        notifier.stopping()
         log.info("agent stopping")
+
+
+async def _open_resolver(stack: contextlib.AsyncExitStack, config: AgentConfig) -> Resolver | None:
+    """mDNS look-ups for printers configured by advertised name (dnssd://), if any."""
+    if not any(p.parsed_uri.scheme == "dnssd" for p in config.printers):
+        return None
+    try:
+        mdns = await stack.enter_async_context(Discovery(config.discovery.interfaces))
+    except DiscoveryError as err:
+        log.warning("printers named by dnssd:// cannot be found: %s", err)
+        return None
+    timeout_s = config.discovery.resolve_timeout_s
+
+    async def resolve(name: str) -> tuple[str, int]:
+        return await mdns.resolve(name, timeout_s)
+
+    return resolve
+
+
+async def _advertise(stack: contextlib.AsyncExitStack, config: AgentConfig) -> None:
+    """Advertise the POS API as _storelink._tcp; withdrawn before the API closes."""
+    if not config.discovery.advertise:
+        return
+    try:
+        mdns = await stack.enter_async_context(Discovery(advertising_interfaces(config)))
+    except DiscoveryError as err:
+        log.warning("cannot advertise the agent over mDNS: %s", err)
+        return
+    mdns.advertise_agent(config)

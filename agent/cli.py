@@ -20,7 +20,9 @@ from agent.app import StartupError, prepare_data_dir, serve_until_signalled
 from agent.camera import cli as camera_cli
 from agent.config import AgentConfig, ConfigError, load_config
 from agent.db import DB_FILE, DatabaseError
+from agent.discovery import DiscoveryError, browse, config_lines, resolve_blocking
 from agent.enroll import EnrollError, enroll
+from agent.jobs import ALIVE_KEY, JOB_RUNS_SQL
 from agent.logs import setup_logging
 from agent.outbox import BACKLOG_SQL, ms_to_iso
 from agent.printing import PENDING_JOBS_SQL, jobs_by_printer, profile_of
@@ -33,6 +35,7 @@ from agent.wifi import cli as wifi_cli
 from config.receipt_token import ReceiptClaims, receipt_url
 from drivers.printer.connection import print_job
 from drivers.printer.errors import PrinterError
+from drivers.printer.uri import PrinterURI
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +76,20 @@ def _read_status(config: AgentConfig) -> dict[str, Any]:
             )
         }
         sales = conn.execute("SELECT count(*), max(receipt_no) FROM sales").fetchone()
+        alive = conn.execute("SELECT value FROM store_meta WHERE key = ?", (ALIVE_KEY,)).fetchone()
+        job_runs = [dict(zip(_JOB_FIELDS, row, strict=True)) for row in conn.execute(JOB_RUNS_SQL)]
+        devices = [
+            {"kind": kind, "name": name, "available": bool(up), "detail": detail, "checked_at": at}
+            for kind, name, up, detail, at in conn.execute(
+                "SELECT kind, name, available, detail, checked_at FROM device_status"
+                " ORDER BY kind, name"
+            )
+        ]
     finally:
         conn.close()
     return {
         "store_id": config.store.id,
+        "agent_alive_at": alive[0] if alive else None,
         "sales": {"count": sales[0], "last_receipt_no": sales[1]},
         "outbox": {"unsent": unsent, "oldest_unsent_at": oldest},
         "printers": [
@@ -88,7 +101,48 @@ def _read_status(config: AgentConfig) -> dict[str, Any]:
             }
             for p in config.printers
         ],
+        "devices": devices,
+        "jobs": job_runs,
     }
+
+
+_JOB_FIELDS = ("name", "started_at", "finished_at", "outcome", "detail", "runs", "failures")
+
+
+def _ago(iso: str | None, now: datetime) -> str:
+    if not iso:
+        return "never"
+    seconds = (now - datetime.fromisoformat(iso.replace("Z", "+00:00"))).total_seconds()
+    return f"{iso} ({max(seconds, 0):.0f} s ago)"
+
+
+def _print_status(status: dict[str, Any]) -> None:
+    now = datetime.now(UTC)
+    sales, outbox = status["sales"], status["outbox"]
+    print(f"  agent last alive: {_ago(status['agent_alive_at'], now)}")
+    print(f"  sales: {sales['count']} (last receipt {sales['last_receipt_no'] or '-'})")
+    print(f"  outbox: {outbox['unsent']} unsent (oldest {outbox['oldest_unsent_at'] or '-'})")
+    print("  devices:")
+    for p in status["printers"]:
+        state = {True: "available", False: "NOT AVAILABLE", None: "unknown"}[p["available"]]
+        queued = ", ".join(f"{k} {v}" for k, v in sorted(p["jobs"].items())) or "no jobs waiting"
+        print(f"    printer {p['name']} ({p['uri']}): {state}: {p['detail']}; {queued}")
+    for d in status["devices"]:
+        state = "available" if d["available"] else "NOT AVAILABLE"
+        print(f"    {d['kind']} {d['name']}: {state}: {d['detail']} (checked {d['checked_at']})")
+    if not status["printers"] and not status["devices"]:
+        print("    none configured")
+    print("  jobs:")
+    for job in status["jobs"]:
+        outcome = job["outcome"].upper() if job["outcome"] == "failed" else job["outcome"]
+        when = job["finished_at"] or job["started_at"]
+        failures = f", {job['failures']} failed" if job["failures"] else ""
+        print(
+            f"    {job['name']}: {outcome} at {when}: {job['detail'] or '-'}"
+            f" ({job['runs']} runs{failures})"
+        )
+    if not status["jobs"]:
+        print("    none has run yet")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -106,13 +160,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if "database" in status:
         print(f"  database: {status['database']}")
         return 0
-    sales, outbox = status["sales"], status["outbox"]
-    print(f"  sales: {sales['count']} (last receipt {sales['last_receipt_no'] or '-'})")
-    print(f"  outbox: {outbox['unsent']} unsent (oldest {outbox['oldest_unsent_at'] or '-'})")
-    for p in status["printers"]:
-        state = {True: "available", False: "NOT AVAILABLE", None: "unknown"}[p["available"]]
-        queued = ", ".join(f"{k} {v}" for k, v in sorted(p["jobs"].items())) or "no jobs waiting"
-        print(f"  printer {p['name']} ({p['uri']}): {state}: {p['detail']}; {queued}")
+    _print_status(status)
     return 0
 
 
@@ -160,8 +208,9 @@ def cmd_print_test(args: argparse.Namespace) -> int:
             cjk_font=config.receipt.cjk_font,
         )
         try:
-            status = print_job(printer.parsed_uri, data, printer.timeout_s)
-        except PrinterError as err:
+            uri = _reachable_uri(printer.parsed_uri, config.discovery.interfaces)
+            status = print_job(uri, data, printer.timeout_s)
+        except (PrinterError, DiscoveryError) as err:
             failures += 1
             print(f"{printer.name}: FAILED: {err}")
             continue
@@ -171,15 +220,47 @@ def cmd_print_test(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def cmd_doctor(args: argparse.Namespace) -> int:
-    """Check config, data directory, store key and printers; non-zero if anything is wrong."""
-    config = _load(args.config)
-    from agent.doctor import run_checks
+def _reachable_uri(uri: PrinterURI, interfaces: Sequence[str]) -> PrinterURI:
+    """A dnssd:// printer's current address (an mDNS look-up), any other URI as it is."""
+    if uri.scheme != "dnssd":
+        return uri
+    return uri.at(*resolve_blocking(uri.service_name, interfaces))
 
-    results = run_checks(config)
-    for result in results:
-        print(result.line())
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Check the installation, the cloud and every device; exit 1 if anything failed."""
+    from agent.doctor import CheckResult, Verdict, run_checks
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as err:
+        result = CheckResult("config", Verdict.FAIL, str(err), f"edit {args.config}")
+        print(json.dumps([result.as_json()], indent=2) if args.json else result.line())
+        return 2
+    results = asyncio.run(run_checks(config))
+    if args.json:
+        print(json.dumps([r.as_json() for r in results], indent=2))
+    else:
+        for result in results:
+            print(result.line())
+        bad = sum(not r.ok for r in results)
+        print(f"{bad} check(s) failed" if bad else "all checks passed")
     return 0 if all(r.ok for r in results) else 1
+
+
+def cmd_discover(args: argparse.Namespace) -> int:
+    """Browse the LAN for printers, LLRP readers and agents; print config lines to paste."""
+    interfaces = args.interface or []
+    where = ", ".join(interfaces) or "all interfaces"
+    print(f"# listening for {args.seconds:g} s on {where} ...", file=sys.stderr)
+    try:
+        found = asyncio.run(browse(interfaces, args.seconds))
+    except (DiscoveryError, OSError) as err:
+        print(f"cannot browse the LAN: {err}", file=sys.stderr)
+        return 1
+    for line in config_lines(found):
+        print(line)
+    return 0
 
 
 def cmd_printer_emulate(args: argparse.Namespace) -> int:
@@ -219,7 +300,22 @@ def build_parser() -> argparse.ArgumentParser:
     with_config("print-test", "print a test receipt on every printer").set_defaults(
         func=cmd_print_test
     )
-    with_config("doctor", "check the installation").set_defaults(func=cmd_doctor)
+    doctor = with_config("doctor", "check the installation, the cloud and the devices")
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    doctor.set_defaults(func=cmd_doctor)
+    discover = sub.add_parser(
+        "discover", help="find printers, RFID readers and agents on the LAN (mDNS)"
+    )
+    discover.add_argument(
+        "--seconds", type=float, default=5.0, help="how long to listen (default 5)"
+    )
+    discover.add_argument(
+        "--interface",
+        action="append",
+        metavar="ADDR",
+        help="IP address of the interface to browse on (repeatable; default: all)",
+    )
+    discover.set_defaults(func=cmd_discover)
 
     printer = sub.add_parser("printer", help="printer tools")
     printer_sub = printer.add_subparsers(dest="printer_command", required=True)

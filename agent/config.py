@@ -6,6 +6,7 @@ Unknown keys are errors, and every error names the key it is about, e.g.
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,7 +23,7 @@ from pydantic import (
 )
 
 from agent.camera.config import CameraConfig
-from agent.configbase import HostPort, Identifier, Strict
+from agent.configbase import HostPort, Identifier, Strict, split_host_port
 from agent.rfid.config import RfidConfig
 from agent.validation import describe
 from agent.wifi.config import WifiConfig
@@ -70,6 +71,18 @@ class CloudConfig(Strict):
     url: HttpUrl
 
 
+def _optional_host_port(value: str) -> str:
+    if value:
+        split_host_port(value)
+    return value
+
+
+class SyncConfig(Strict):
+    # The sync daemon's GET /metrics; "" turns it off. Loopback: a scraper runs on the PC
+    # or reaches it through a tunnel, the LAN never sees it.
+    metrics_listen: Annotated[str, AfterValidator(_optional_host_port)] = "127.0.0.1:8381"
+
+
 class PrinterConfig(Strict):
     name: Identifier
     uri: str
@@ -107,6 +120,27 @@ class PrinterConfig(Strict):
         return parse_printer_uri(self.uri)
 
 
+def _ip_address(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError as err:
+        raise ValueError(f"expected an IP address of this machine, got {value!r}") from err
+    return value
+
+
+class DiscoveryConfig(Strict):
+    # mDNS/DNS-SD: the agent advertises itself as _storelink._tcp, and dnssd:// printers are
+    # resolved by name. ``interfaces`` lists the addresses to use; empty means all of them.
+    advertise: bool = True
+    interfaces: tuple[Annotated[str, AfterValidator(_ip_address)], ...] = ()
+    resolve_timeout_s: float = Field(default=3.0, gt=0, le=30)
+
+
+class OutboxConfig(Strict):
+    # Events the cloud acknowledged are deleted this many days later (sale events never).
+    retention_days: int = Field(default=30, ge=1, le=3650)
+
+
 class ReceiptConfig(Strict):
     footer: str | None = Field(default=None, max_length=500)
     cjk_font: Path | None = None
@@ -118,9 +152,12 @@ class AgentConfig(Strict):
     cloud: CloudConfig
     printers: tuple[PrinterConfig, ...] = ()
     receipt: ReceiptConfig = ReceiptConfig()
+    discovery: DiscoveryConfig = DiscoveryConfig()
+    outbox: OutboxConfig = OutboxConfig()
     rfid: RfidConfig = RfidConfig()
     wifi: WifiConfig = WifiConfig()
     camera: CameraConfig = CameraConfig()
+    sync: SyncConfig = SyncConfig()
 
     @model_validator(mode="after")
     def _unique_printers(self) -> AgentConfig:

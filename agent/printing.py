@@ -8,6 +8,10 @@ capped exponential backoff; nothing is sent to it meanwhile. Status is polled wh
 logged once when a printer drops and once when it recovers.
 
 The blocking transport (python-escpos sockets, pyserial) runs on one thread per printer.
+
+A ``dnssd://`` printer is looked up by its advertised name before every connection (the
+``resolver`` given by the agent; python-zeroconf answers from its cache while the printer's
+records are fresh), so a printer that moved to another address or port is followed.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import json
 import logging
 import random
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,12 +41,21 @@ from agent.receipt import (
     render_receipt,
 )
 from drivers.printer.connection import PrinterConnection, print_job
-from drivers.printer.errors import PrinterError, PrinterNotReady, PrinterWriteError
+from drivers.printer.errors import (
+    PrinterError,
+    PrinterNotReady,
+    PrinterUnreachable,
+    PrinterWriteError,
+)
 from drivers.printer.status import PrinterStatus
+from drivers.printer.uri import PrinterURI
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# DNS-SD service name -> (host, port) now; raises when nothing answers in time.
+Resolver = Callable[[str], Awaitable[tuple[str, int]]]
 
 IDLE_POLL_S = 30.0
 BACKOFF_START_S = 0.5
@@ -124,8 +137,16 @@ class _Job:
 class PrinterWorker:
     """Sends one printer's queued jobs; start with ``async with``."""
 
-    def __init__(self, config: AgentConfig, printer: PrinterConfig, db: Database) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        printer: PrinterConfig,
+        db: Database,
+        resolver: Resolver | None = None,
+    ) -> None:
         self._config = config
+        self._resolver = resolver
+        self._resolved: PrinterURI | None = None
         self._printer = printer
         self._db = db
         self._profile = profile_of(printer)
@@ -233,7 +254,8 @@ class PrinterWorker:
             await self._finish(job.id, "failed", f"render error: {err}")
             return 0
         try:
-            status = await self._call(print_job, self._uri, data, self._printer.timeout_s)
+            uri = await self._target()
+            status = await self._call(print_job, uri, data, self._printer.timeout_s)
         except PrinterWriteError as err:
             uncertain = err.bytes_sent > 0
             self._idle = False
@@ -313,9 +335,27 @@ class PrinterWorker:
                 (state, error, now, state, now, job_id),
             )
 
+    async def _target(self) -> PrinterURI:
+        """Where to connect now: the configured URI, or a dnssd printer's current address."""
+        if self._uri.scheme != "dnssd":
+            return self._uri
+        name = self._uri.service_name
+        if self._resolver is None:
+            raise PrinterUnreachable(f"cannot look up {name!r}: mDNS is not running")
+        try:
+            host, port = await self._resolver(name)
+        except Exception as err:  # the resolver's errors: NotFound, OSError, zeroconf's own
+            raise PrinterUnreachable(f"printer {self._uri} not found: {err}") from err
+        uri = self._uri.at(host, port)
+        if uri != self._resolved:
+            log.info("printer %s is at %s (advertised as %r)", self.name, uri, name)
+            self._resolved = uri
+        return uri
+
     async def _poll_status(self) -> None:
         try:
-            status = await self._call(self._query_status)
+            uri = await self._target()
+            status = await self._call(self._query_status, uri)
         except PrinterError as err:
             await self._set_health(False, str(err))
             return
@@ -324,8 +364,8 @@ class PrinterWorker:
         else:
             await self._set_health(status.ready, status.describe())
 
-    def _query_status(self) -> PrinterStatus | None:
-        with PrinterConnection(self._uri, self._printer.timeout_s) as conn:
+    def _query_status(self, uri: PrinterURI) -> PrinterStatus | None:
+        with PrinterConnection(uri, self._printer.timeout_s) as conn:
             return conn.query_status()
 
     async def _set_health(self, available: bool, detail: str) -> None:

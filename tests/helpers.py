@@ -27,14 +27,21 @@ def agent_toml(
     cloud_url: str = "http://127.0.0.1:9",
     profile: str = "TM-T88V",
     extra: str = "",
+    sync_metrics: str | None = "",
 ) -> str:
-    """An agent config file's text."""
+    """An agent config file's text.
+
+    The sync daemon's metrics port is fixed by default (8381), so tests turn it off (``""``)
+    or pick a free one; ``sync_metrics=None`` leaves ``[sync]`` out.
+    """
     text = (
         f'[store]\nid = "S001"\nname = "Trailhead Outfitters"\ndata_dir = "{data_dir}"\n'
         f'address = ["1 Market St"]\ntimezone = "Asia/Shanghai"\n'
         f'[api]\nlisten = "127.0.0.1:{api_port}"\nkey = "{POS_KEY}"\n'
         f'[cloud]\nurl = "{cloud_url}"\n'
     )
+    if sync_metrics is not None:
+        text += f'[sync]\nmetrics_listen = "{sync_metrics}"\n'
     if printer_uri is not None:
         text += (
             f'[[printers]]\nname = "front"\nuri = "{printer_uri}"\nprofile = "{profile}"\n'

@@ -5,8 +5,11 @@ Start order, closed in reverse on one ``AsyncExitStack``:
 1. the single-instance lock ``data_dir/sync.lock`` (two daemons would send everything twice);
 2. the agent's database (the same file the agent writes; migrations as needed);
 3. the enrollment, the store key (signs requests) and the replica key (seals members);
-4. the cloud client (one HTTP session);
-5. the loops: download, upload, heartbeat, each in its own task.
+4. the cloud client (one HTTP session), which also times uploads for the metrics;
+5. ``GET /metrics`` on ``[sync] metrics_listen`` (agent.sync.metrics);
+6. the loops: download, upload, heartbeat, each in its own task; then readiness to systemd.
+
+The systemd watchdog pinger (agent.sdnotify) runs on this event loop from the start.
 
 Stopping cancels the loops: whatever was in flight is simply sent or pulled again next time,
 since every mark and cursor lives in the database with the data it covers.
@@ -25,6 +28,7 @@ from types import TracebackType
 from agent.config import AgentConfig
 from agent.db import DB_FILE, Database
 from agent.replica import load_or_create_replica_key
+from agent.sdnotify import Notifier, pinging
 from agent.storekey import load_or_create_store_key
 from agent.sync.backoff import Backoff
 from agent.sync.client import AlreadyRunning, CannotStart, CloudClient, NotEnrolled
@@ -32,6 +36,7 @@ from agent.sync.download import Downloader
 from agent.sync.epoch import EpochKeeper
 from agent.sync.heartbeat import Heartbeat
 from agent.sync.loop import SyncLoop
+from agent.sync.metrics import MeteredCloudClient, MetricsServer, SyncMetrics
 from agent.sync.settings import SyncSettings
 from agent.sync.state import read_enrollment
 from agent.sync.upload import Uploader
@@ -89,14 +94,22 @@ async def run_sync(
     stop: asyncio.Event,
     settings: SyncSettings | None = None,
     started: asyncio.Event | None = None,
+    *,
+    notifier: Notifier | None = None,
 ) -> None:
-    """Sync the store with its cloud until ``stop`` is set; ``started`` once the loops run."""
+    """Sync the store with its cloud until ``stop`` is set; ``started`` once the loops run.
+
+    ``notifier`` defaults to the systemd socket named in the environment, if any.
+    """
     settings = settings or SyncSettings()
+    notifier = notifier if notifier is not None else Notifier.from_environ()
     store_id = config.store.id
     data_dir = config.store.data_dir
     if not await asyncio.to_thread(data_dir.is_dir):
         raise NotEnrolled(f"data_dir {data_dir} does not exist: enroll the store first")
     async with AsyncExitStack() as stack:
+        stack.callback(notifier.close)
+        await stack.enter_async_context(pinging(notifier))
         await stack.enter_async_context(InstanceLock(data_dir / LOCK_FILE))
         db = await stack.enter_async_context(Database(data_dir / DB_FILE))
         await _check_store(db, store_id)
@@ -109,15 +122,18 @@ async def run_sync(
             )
         key = await asyncio.to_thread(load_or_create_store_key, data_dir)
         seal = await asyncio.to_thread(load_or_create_replica_key, data_dir)
-        client = await stack.enter_async_context(
-            CloudClient(
+        metrics = SyncMetrics(db)
+        client: CloudClient = await stack.enter_async_context(
+            MeteredCloudClient(
                 enrollment.cloud_url,
                 store_id,
                 key,
                 timeout_s=settings.request_timeout_s,
                 connect_timeout_s=settings.connect_timeout_s,
+                metrics=metrics,
             )
         )
+        await stack.enter_async_context(MetricsServer(metrics, config.sync.metrics_listen))
         epochs = EpochKeeper(db, client)
         jobs = (
             (
@@ -143,5 +159,7 @@ async def run_sync(
         log.info("syncing store %s with %s", store_id, enrollment.cloud_url)
         if started is not None:
             started.set()
+        notifier.ready(f"syncing store {store_id} with {enrollment.cloud_url}")
         await stop.wait()
+        notifier.stopping()
         log.info("sync stopping")

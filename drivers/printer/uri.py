@@ -6,8 +6,12 @@ Accepted forms (the scheme picks the transport in ``connection.py``)::
     serial:/dev/ttyUSB0?baud=N    serial line, standard baud rates, 19200 when omitted
     file:/dev/usb/lp0             a device file written directly (kernel usblp / parallel port)
     usb:VID:PID                   USB bulk endpoints through pyusb, ids in hex (usb:04b8:0202)
+    dnssd://NAME._pdl-datastream._tcp.local
+                                  a network printer by its advertised DNS-SD name (spaces
+                                  as %20); resolved to host:port before every connection,
+                                  so a printer whose address changes is followed
 
-``serial:///dev/X`` and ``file:///path`` are accepted too.
+``serial:///dev/X``, ``file:///path`` and ``mdns://`` (for ``dnssd://``) are accepted too.
 """
 
 from __future__ import annotations
@@ -15,11 +19,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Literal, get_args
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from drivers.printer.errors import InvalidPrinterURI
 
-Scheme = Literal["socket", "serial", "file", "usb"]
+Scheme = Literal["socket", "serial", "file", "usb", "dnssd"]
 
 DEFAULT_PORT = 9100
 DEFAULT_BAUD = 19200
@@ -27,6 +31,8 @@ STANDARD_BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400)
 
 _FORMS = "use socket://host:port, serial:/dev/X?baud=N, file:/path or usb:VID:PID"
 _USB_ID = re.compile(r"[0-9a-fA-F]{1,4}")
+# NAME._service._tcp.local: the instance name is anything up to the service type.
+_DNSSD_NAME = re.compile(r"(?P<instance>.+)\.(?P<type>_[A-Za-z0-9-]{1,15}\._(?:tcp|udp))\.local\.?")
 
 
 @dataclass(frozen=True)
@@ -40,8 +46,22 @@ class PrinterURI:
     baud: int | None = None
     vid: int | None = None
     pid: int | None = None
+    # dnssd: the DNS-SD instance name and service type ("Front", "_pdl-datastream._tcp")
+    instance: str | None = None
+    service_type: str | None = None
+
+    @property
+    def service_name(self) -> str:
+        """A dnssd URI's DNS-SD service name, e.g. ``Front._pdl-datastream._tcp.local.``."""
+        return f"{self.instance}.{self.service_type}.local."
+
+    def at(self, host: str, port: int) -> PrinterURI:
+        """The socket URI of a dnssd printer found at ``host:port``."""
+        return PrinterURI("socket", host=host, port=port)
 
     def __str__(self) -> str:
+        if self.scheme == "dnssd":
+            return f"dnssd://{quote(self.instance or '', safe='')}.{self.service_type}.local"
         if self.scheme == "socket":
             host = f"[{self.host}]" if self.host and ":" in self.host else self.host
             return f"socket://{host}:{self.port}"
@@ -67,6 +87,8 @@ def parse_printer_uri(uri: str) -> PrinterURI:
     scheme = parts.scheme.lower()
     if not scheme:
         raise _invalid(f"printer URI {uri!r} has no scheme")
+    if scheme == "mdns":
+        scheme = "dnssd"
     if scheme not in get_args(Scheme):
         raise _invalid(f"unsupported printer URI scheme {scheme!r}")
     if parts.fragment:
@@ -77,7 +99,25 @@ def parse_printer_uri(uri: str) -> PrinterURI:
         return _parse_serial(uri)
     if scheme == "file":
         return PrinterURI("file", path=_device_path(uri))
+    if scheme == "dnssd":
+        return _parse_dnssd(uri)
     return _parse_usb(uri)
+
+
+def _parse_dnssd(uri: str) -> PrinterURI:
+    parts = urlsplit(uri)
+    if parts.path not in ("", "/") or parts.query or not parts.netloc:
+        raise _invalid(
+            f"printer URI {uri!r} must be dnssd://NAME._pdl-datastream._tcp.local "
+            "(spaces in NAME as %20)"
+        )
+    match = _DNSSD_NAME.fullmatch(unquote(parts.netloc))
+    if match is None:
+        raise _invalid(
+            f"printer URI {uri!r} must name a DNS-SD service: "
+            "dnssd://NAME._pdl-datastream._tcp.local (spaces in NAME as %20)"
+        )
+    return PrinterURI("dnssd", instance=match["instance"], service_type=match["type"])
 
 
 def _parse_socket(uri: str) -> PrinterURI:

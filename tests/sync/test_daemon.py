@@ -167,6 +167,7 @@ async def test_the_process_drains_within_its_memory_budget_and_stops_on_sigterm(
         config.write_text,
         f'[store]\nid = "S001"\ndata_dir = "{store.config.store.data_dir}"\n'
         f'[api]\nkey = "pos-key-123"\n[cloud]\nurl = "{store.config.cloud.url}"\n'
+        '[sync]\nmetrics_listen = ""\n'
         '[[printers]]\nname = "front"\nuri = "socket://127.0.0.1:9"\nprofile = "no-such-model"\n',
     )
     proc = await asyncio.create_subprocess_exec(

@@ -219,6 +219,7 @@ class Deployment:
             f'[store]\nid = "{self.store_id}"\ndata_dir = "{self.work / "store"}"\n'
             f'[api]\nlisten = "127.0.0.1:{self.api_port}"\nkey = "{POS_KEY}"\n'
             f'[cloud]\nurl = "{self.uplink_url}"\n'
+            '[sync]\nmetrics_listen = ""\n'
         )
         if self.printer_uri is not None:
             text += f'[[printers]]\nname = "front"\nuri = "{self.printer_uri}"\n'
