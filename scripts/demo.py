@@ -1,5 +1,6 @@
-"""A whole simulated store against a local cloud: cloud API, printer emulator, store agent,
-sync daemon and a POS posting sales.
+"""A whole simulated store against a local cloud: cloud API, printer emulator, LLRP fitting-room
+reader simulator, a Wi-Fi capture replayed through the sniffer pipeline, a generated entrance
+video through the footfall counter, the store agent, the sync daemon and a POS posting sales.
 
 Run through ``scripts/demo`` (which builds .venv first). Everything it starts runs on 127.0.0.1
 and writes under ``demo-out/``; Ctrl-C or ``--duration`` stops it all and exits 0.
@@ -25,6 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from drivers.rfid.scenarios import catalogue_gtins
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
 POS_KEY = "demo-pos-key-7f3a9c"
@@ -38,6 +41,12 @@ PRODUCTS = [
     ("06901234567847", "Rain pants 防水裤", 45900),
     ("06901234567830", "Beanie", 12900),
     ("06901234567823", "Base layer 速干衣", 25900),
+]
+# Garments of the simulated fitting rooms (the LLRP simulator's SGTIN-96 tags): the POS sells
+# some of them too, so try-ons convert.
+GARMENTS = [
+    (gtin, f"{('Dress 连衣裙', 'Shirt 衬衫', 'Trousers 长裤', 'Coat 外套')[i % 4]} #{i + 1}", 29900)
+    for i, gtin in enumerate(catalogue_gtins())
 ]
 ASSOCIATES = ["A01", "A02", "A03", "A07"]
 MEMBERS = ["M-000101", "M-000102", "M-000215", "M-000342"]
@@ -81,7 +90,10 @@ def wait_http(url: str, token: str | None, seconds: float = 30) -> None:
 def make_sale(rng: random.Random) -> dict[str, Any]:
     """A realistic sale: one to three products, sometimes a member and a discount."""
     lines: list[dict[str, Any]] = []
-    for gtin, name, price in rng.sample(PRODUCTS, rng.randint(1, 3)):
+    chosen = rng.sample(PRODUCTS, rng.randint(1, 3))
+    if rng.random() < 0.5:
+        chosen[0] = rng.choice(GARMENTS)  # something from the fitting rooms
+    for gtin, name, price in chosen:
         qty = rng.choice([1, 1, 1, 2])
         discount = rng.choice([0, 0, 0, price * qty // 10])
         lines.append(
@@ -158,10 +170,15 @@ def write_cloud_config(out: Path, port: int) -> Path:
     return path
 
 
+def sku_of(gtin: str) -> str:
+    """The demo catalogue's SKU for a GTIN."""
+    return f"SKU-{gtin[-6:-1]}"
+
+
 def seed_cloud(base: str, hq: str) -> None:
     """What head office set up: catalogue, staff, segments, offers, a few members."""
-    for gtin, name, price in PRODUCTS:
-        sku = f"SKU-{gtin[-5:-1]}"
+    for gtin, name, price in PRODUCTS + GARMENTS:
+        sku = sku_of(gtin)
         body = {
             "gtin": gtin,
             "name": name,
@@ -213,7 +230,42 @@ def seed_cloud(base: str, hq: str) -> None:
     http("POST", f"{base}/v1/segments/recompute", {}, hq)
 
 
-def write_agent_config(out: Path, api_port: int, printer_port: int, cloud_url: str) -> Path:
+@dataclass(frozen=True)
+class DevicePorts:
+    """Where the demo's devices listen."""
+
+    printer: int
+    rfid: int
+    sync_metrics: int
+
+
+WIFI_SPEED = 30  # the capture plays 30x faster: an hour of a lab day every two minutes
+SHARED_WIFI = ROOT.parent / "shared" / "data" / "wifi" / "lab-occupancy-dev"
+RFID_SPEED = 3  # fitting-room sessions of minutes finish within a short demo
+
+
+def demo_capture(out: Path) -> Path:
+    """A real Wi-Fi capture when the shared data is there, else a generated shop-front one."""
+    real = SHARED_WIFI / "sc6-61_2024-03-21_anonymized.pcap"
+    if real.is_file():
+        return real
+    from tests.wifi.scenario import build  # a synthetic two-hour capture (tests' generator)
+
+    return build().write(out / "shop-front.pcap")
+
+
+def demo_video(out: Path) -> Path:
+    """A generated entrance video (walkers both ways, pairs, someone lingering); it loops."""
+    from drivers.camera.synth import demo_scene, write_video
+
+    path = out / "entrance.avi"
+    write_video(path, demo_scene(120, 640, 480))
+    return path
+
+
+def write_agent_config(
+    out: Path, api_port: int, ports: DevicePorts, cloud_url: str, wifi_pcap: Path, video: Path
+) -> Path:
     """The demo store's agent.toml."""
     path = out / "agent.toml"
     path.write_text(
@@ -234,10 +286,30 @@ url = "{cloud_url}"
 [receipt]
 footer = "Thank you! 谢谢光临"
 
+[sync]
+metrics_listen = "127.0.0.1:{ports.sync_metrics}"
+
 [[printers]]
 name = "front"
-uri = "socket://127.0.0.1:{printer_port}"
+uri = "socket://127.0.0.1:{ports.printer}"
 profile = "TM-T88V"
+
+[rfid]
+[[rfid.readers]]
+name = "rooms-a"
+host = "127.0.0.1:{ports.rfid}"
+rooms = {{ "1" = "room-1", "2" = "room-2", "3" = "room-3", "4" = "room-4" }}
+
+[wifi]
+sniffer = "front"
+pcap = "{wifi_pcap}"
+speed = {WIFI_SPEED}
+
+[camera]
+name = "entrance"
+source = "{video}"
+line = [32, 240, 608, 240]
+loop = true
 """
     )
     return path
@@ -255,10 +327,13 @@ def main() -> int:
     shutil.rmtree(out, ignore_errors=True)
     receipts = out / "receipts"
     receipts.mkdir(parents=True)
-    cloud_port, printer_port, api_port = free_port(), free_port(), free_port()
+    cloud_port, api_port = free_port(), free_port()
+    ports = DevicePorts(printer=free_port(), rfid=free_port(), sync_metrics=free_port())
     cloud_url = f"http://127.0.0.1:{cloud_port}"
     cloud_config = write_cloud_config(out, cloud_port)
-    config = write_agent_config(out, api_port, printer_port, cloud_url)
+    print("demo: preparing a Wi-Fi capture and an entrance video ...", flush=True)
+    wifi_pcap = demo_capture(out)
+    config = write_agent_config(out, api_port, ports, cloud_url, wifi_pcap, demo_video(out))
     base = f"http://127.0.0.1:{api_port}"
 
     procs = Processes([])
@@ -341,11 +416,26 @@ def main() -> int:
                 "printer",
                 "emulate",
                 "--listen",
-                f"127.0.0.1:{printer_port}",
+                f"127.0.0.1:{ports.printer}",
                 "--out",
                 str(receipts),
             ],
             out / "printer.log",
+        )
+        procs.start(
+            "LLRP reader simulator",
+            [
+                agent,
+                "rfid",
+                "simulate",
+                "--listen",
+                f"127.0.0.1:{ports.rfid}",
+                "--scenario",
+                "fitting-rooms",
+                "--speed",
+                str(RFID_SPEED),
+            ],
+            out / "rfid-simulator.log",
         )
         procs.start("agent", [agent, "run", "--config", str(config)], out / "agent.log")
         procs.start(
@@ -368,8 +458,20 @@ storelink demo: a simulated store (S001, region east) and a local cloud are runn
   The store's own view:
     .venv/bin/storelink-sync status --config {config}
     .venv/bin/storelink-agent status --config {config}
-  Head office export of all sales:
+  Head office exports (sales; try-ons with conversion per SKU and day; Wi-Fi traffic per
+  minute; entrance footfall per minute):
     .venv/bin/storelink-cloud export sales --config {cloud_config} --format csv --out -
+    .venv/bin/storelink-cloud export tryons --config {cloud_config} --format csv --out -
+    .venv/bin/storelink-cloud export wifi --config {cloud_config} --format csv --out -
+    .venv/bin/storelink-cloud export footfall --config {cloud_config} --format csv --out -
+  Store IT: .venv/bin/storelink-agent doctor --config {config}
+  Metrics:  curl -s {base}/metrics   and the sync daemon's http://127.0.0.1:{ports.sync_metrics}/metrics
+
+Devices: an LLRP simulator plays shoppers taking garments into four fitting rooms (sllurp
+client, {RFID_SPEED}x speed: try-ons arrive after a few minutes), a Wi-Fi capture replays at
+{WIFI_SPEED}x through the probe parser ({wifi_pcap.name}), and a generated entrance video loops
+through the footfall counter. Only aggregates leave the store: try-on sessions, per-minute
+Wi-Fi windows (hashed identifiers never leave the agent) and per-minute in/out counts.
 
 A simulated POS posts a sale every ~{args.interval:g} s (two registers, four associates,
 members — {MEMBERS[0]} is a VIP and gets the VIP offer on the receipt, never the clearance
