@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from agent.db import Database, Durability
+from agent.db import Database, Durability, StorageFull
 from agent.rfid.sessions import Read
 
 _UPSERT = """
@@ -53,6 +53,7 @@ class RawReadLog:
         self._sums: dict[tuple[int, str, int, bytes], _Sum] = {}
         self.received = 0  # reads added since start
         self.written = 0  # reads committed since start
+        self.dropped = 0  # reads lost because the disk was full (counted, never silent)
 
     def add(self, reader: str, reads: Iterable[CountedRead], offset_us: int) -> None:
         """Account one report's reads (timestamps + ``offset_us`` = the agent's clock)."""
@@ -85,11 +86,28 @@ class RawReadLog:
         rows = self.take()
         if not rows:
             return 0
-        async with db.write(Durability.NORMAL) as conn:
-            await conn.executemany(_UPSERT, rows)
         reads = sum(row[4] for row in rows)
+        try:
+            async with db.write(Durability.NORMAL) as conn:
+                await conn.executemany(_UPSERT, rows)
+        except StorageFull:
+            self.dropped += reads
+            raise
         self.written += reads
         return reads
+
+
+async def drop_oldest_reads(db: Database) -> int:
+    """Storage is full: delete the oldest stretch of raw reads (telemetry yields to sales)."""
+    async with db.reader.execute("SELECT min(second) FROM rfid_reads") as cur:
+        row = await cur.fetchone()
+    if row is None or row[0] is None:
+        return 0
+    async with db.write(Durability.NORMAL) as conn:
+        cur = await conn.execute(
+            "DELETE FROM rfid_reads WHERE second < ?", (row[0] + PRUNE_CHUNK_S,)
+        )
+        return cur.rowcount
 
 
 async def prune_reads(db: Database, before_second: int) -> int:

@@ -29,11 +29,11 @@ from datetime import UTC, datetime
 from types import TracebackType
 
 from agent.config import AgentConfig
-from agent.db import Database, DatabaseError, Durability
+from agent.db import Database, DatabaseError, Durability, StorageFull
 from agent.jobs import JobScheduler
 from agent.outbox import NewEvent, Outbox, ms_to_iso, utc_iso
 from agent.rfid.products import ProductLookup
-from agent.rfid.rawreads import RawReadLog, prune_reads
+from agent.rfid.rawreads import RawReadLog, drop_oldest_reads, prune_reads
 from agent.rfid.sessions import ReaderClock, SessionSettings, TryOn, TryOnTracker
 from drivers.rfid.reads import TagRead
 
@@ -113,6 +113,8 @@ class RfidService:
         self._products = ProductLookup(db.reader)
         self._tasks: list[asyncio.Task[None]] = []
         self.sessions_emitted = 0
+        self.raw_rows_dropped = 0  # per-second rows deleted early to make room
+        self._storage_full = False
 
     async def __aenter__(self) -> RfidService:
         rfid = self.config.rfid
@@ -167,9 +169,11 @@ class RfidService:
         except DatabaseError:
             log.exception("rfid: could not save the last reads and sessions at shutdown")
         log.info(
-            "rfid stopped: %d reads received, %d stored, %d try-on sessions",
+            "rfid stopped: %d reads received, %d stored, %d dropped (disk full), "
+            "%d try-on sessions",
             self.raw.received,
             self.raw.written,
+            self.raw.dropped,
             self.sessions_emitted,
         )
 
@@ -206,10 +210,28 @@ class RfidService:
                 if time.monotonic() >= next_flush:
                     next_flush = time.monotonic() + RAW_FLUSH_S
                     await self.raw.flush(self.db)
+                    if self._storage_full:
+                        self._storage_full = False
+                        log.info(
+                            "rfid: storage available again; %d raw reads were dropped",
+                            self.raw.dropped,
+                        )
+            except StorageFull:
+                await self._make_room()
             except (DatabaseError, sqlite3.Error):
                 # Raw reads of this second are lost; sessions are in memory and stay.
                 log.exception("rfid: could not write raw reads or reader status")
             await asyncio.sleep(TICK_S)
+
+    async def _make_room(self) -> None:
+        """The disk is full: raw reads go first, oldest first, so sales keep their space."""
+        if not self._storage_full:
+            self._storage_full = True
+            log.warning("rfid: storage full: raw reads are dropped, oldest first, and counted")
+        try:
+            self.raw_rows_dropped += await drop_oldest_reads(self.db)
+        except DatabaseError as err:
+            log.debug("rfid: could not drop old raw reads yet: %s", err)
 
     async def _emit_finished(self) -> None:
         finished, self._finished = self._finished, []

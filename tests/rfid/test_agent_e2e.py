@@ -34,7 +34,7 @@ from tests.rfid.streams import (
 )
 
 TUNING = {"window_s": 1.0, "min_dwell_s": 2.0, "end_after_s": 1.5, "max_duration_s": 60.0}
-LEAD_S = 3.5  # scenario reads start this long after the simulators: time to connect
+LEAD_S = 6.0  # scenario reads start this long after the simulators: time to connect
 
 
 async def tryons(path: Path) -> list[dict[str, Any]]:
