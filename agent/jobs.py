@@ -120,6 +120,13 @@ class JobScheduler:
         trigger = IntervalTrigger(seconds=seconds, timezone=self._timezone)
         self._add(name, job, trigger, first, timeout_s or seconds)
 
+    def minutely(self, name: str, job: Job, *, second: int = 0) -> None:
+        """Run ``job`` at ``second`` past every minute of the clock (per-minute roll-ups)."""
+        if not 0 <= second < 60:
+            raise ValueError(f"job {name!r}: second must be 0-59, got {second}")
+        trigger = CronTrigger(second=second, timezone=self._timezone)
+        self._add(name, job, trigger, None, 60.0)
+
     def daily(self, name: str, at: str, job: Job, *, timeout_s: float = DAILY_TIMEOUT_S) -> None:
         """Run ``job`` every day at ``HH:MM`` in the store's time zone."""
         hour, minute = _parse_hh_mm(at)
@@ -142,15 +149,18 @@ class JobScheduler:
             finally:
                 self._running.discard(task)
 
+        # APScheduler 3 reads next_run_time=None as "add the job paused": pass it only to run
+        # the job at once, and let the trigger decide otherwise.
+        when: dict[str, datetime] = {} if first is None else {"next_run_time": first}
         self._scheduler.add_job(
             run,
             trigger,
             id=name,
             name=name,
-            next_run_time=first,
             max_instances=1,
             coalesce=True,
             misfire_grace_time=None,
+            **when,
         )
 
     async def run_now(self, name: str) -> bool:

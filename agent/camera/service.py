@@ -109,7 +109,6 @@ class CameraService:
         self.tally = FootfallTally(self._today())
         self._grabber: FrameGrabber | None = None
         self._counter: FootfallCounter | None = None
-        self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._status_tasks: set[asyncio.Task[None]] = set()
         self.available: bool | None = None
@@ -143,7 +142,7 @@ class CameraService:
         )
         self._loop = loop
         self.jobs.daily("camera-occupancy-reset", self.camera.closing_time, self.reset_occupancy)
-        self._task = asyncio.create_task(self._windows(), name="camera-windows")
+        self.jobs.minutely("footfall-minute", self._close_minute)
         self._grabber.start()
         log.info("camera %s: counting on %s", self.camera.name, describe_source(self.camera.source))
         return self
@@ -157,10 +156,6 @@ class CameraService:
         if self._grabber is None:
             return
         await asyncio.to_thread(self._grabber.stop)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
         # Crossings the thread handed over just before it stopped run before this line.
         await asyncio.sleep(0)
         for task in list(self._status_tasks):
@@ -221,12 +216,15 @@ class CameraService:
         except DatabaseError as err:
             log.warning("camera %s: cannot record its status: %s", self.camera.name, err)
 
-    async def _windows(self) -> None:
-        while True:
-            now_ms = int(time.time() * 1000)
-            start = self.tally.window_start(now_ms)
-            await asyncio.sleep((start + WINDOW_MS - now_ms) / 1000)
-            await self._emit_window(start + WINDOW_MS - 1)
+    async def _close_minute(self) -> str:
+        """The per-minute job (at :00): emit the minute that just ended."""
+        # A run late by more than a minute closes the latest minute: counts are never lost,
+        # they land in the window that is closed.
+        await self._emit_window(int(time.time() * 1000) - 1000)
+        return (
+            f"in {self.tally.total_in}, out {self.tally.total_out} today; "
+            f"occupancy {self.tally.occupancy}"
+        )
 
     async def _emit_window(self, now_ms: int) -> None:
         """Emit the window ``now_ms`` falls in (if the camera was up) and save the state."""

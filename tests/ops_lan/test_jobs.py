@@ -208,3 +208,35 @@ async def test_printer_status_job_publishes_what_workers_saw(db: Database) -> No
         "SELECT name, available, detail FROM printer_status ORDER BY name"
     )
     assert [tuple(r) for r in rows] == [("back", 0, "paper out"), ("front", 1, "online")]
+
+
+async def test_scheduled_jobs_run_by_their_trigger_not_only_at_once(db: Database) -> None:
+    ran = asyncio.Event()
+
+    async def poll() -> str:
+        ran.set()
+        return "polled"
+
+    async with JobScheduler(db) as jobs:
+        jobs.every("poll", 0.2, poll)  # no run_now: only the trigger can start it
+        await asyncio.wait_for(ran.wait(), 5)
+        async with asyncio.timeout(5):
+            while (await job_rows(db))["poll"]["outcome"] != "ok":
+                await asyncio.sleep(0.05)
+
+
+async def test_minutely_jobs_run_on_the_clocks_minute(db: Database) -> None:
+    async def roll_up() -> str:
+        return "rolled up"
+
+    async with JobScheduler(db) as jobs:
+        jobs.minutely("footfall-minute", roll_up)
+        jobs.minutely("wifi-minute", roll_up, second=2)
+        with pytest.raises(ValueError, match="second must be 0-59"):
+            jobs.minutely("bad", roll_up, second=60)
+        scheduled = {job.id: job.next_run_time for job in jobs._scheduler.get_jobs()}
+    now = datetime.now(UTC)
+    for name, second in (("footfall-minute", 0), ("wifi-minute", 2)):
+        at = scheduled[name]
+        assert (at.second, at.microsecond) == (second, 0)
+        assert timedelta(0) < at - now <= timedelta(seconds=62)
