@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 from agent.camera.config import CameraConfig
 from agent.config import AgentConfig
 from agent.db import Database, DatabaseError, Durability
+from agent.devicestatus import record_device_status
 from agent.jobs import JobScheduler
 from agent.outbox import NewEvent, Outbox, ms_to_iso, utc_iso
 from drivers.camera.capture import Frame, FrameGrabber, describe_source
@@ -205,14 +206,7 @@ class CameraService:
 
     async def _save_status(self, available: bool, detail: str) -> None:
         try:
-            async with self.db.write(Durability.NORMAL) as conn:
-                await conn.execute(
-                    "INSERT INTO device_status (kind, name, available, detail, checked_at)"
-                    " VALUES ('camera', ?, ?, ?, ?) ON CONFLICT (kind, name) DO UPDATE SET"
-                    " available = excluded.available, detail = excluded.detail,"
-                    " checked_at = excluded.checked_at",
-                    (self.camera.name, int(available), detail, utc_iso(datetime.now(UTC))),
-                )
+            await record_device_status(self.db, "camera", [(self.camera.name, available, detail)])
         except DatabaseError as err:
             log.warning("camera %s: cannot record its status: %s", self.camera.name, err)
 

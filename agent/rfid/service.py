@@ -25,13 +25,13 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from types import TracebackType
 
 from agent.config import AgentConfig
-from agent.db import Database, DatabaseError, Durability, StorageFull
+from agent.db import Database, DatabaseError, StorageFull
+from agent.devicestatus import record_device_status
 from agent.jobs import JobScheduler
-from agent.outbox import NewEvent, Outbox, ms_to_iso, utc_iso
+from agent.outbox import NewEvent, Outbox, ms_to_iso
 from agent.rfid.products import ProductLookup
 from agent.rfid.rawreads import RawReadLog, drop_oldest_reads, prune_reads
 from agent.rfid.sessions import ReaderClock, SessionSettings, TryOn, TryOnTracker
@@ -42,12 +42,6 @@ log = logging.getLogger(__name__)
 TICK_S = 0.25
 RAW_FLUSH_S = 1.0
 RETENTION_JOB = "rfid-raw-retention"
-
-_STATUS = """
-INSERT INTO device_status (kind, name, available, detail, checked_at) VALUES ('rfid', ?, ?, ?, ?)
-ON CONFLICT (kind, name) DO UPDATE SET available = excluded.available,
-    detail = excluded.detail, checked_at = excluded.checked_at
-"""
 
 
 class AgentClock:
@@ -250,11 +244,10 @@ class RfidService:
 
     async def _write_status(self) -> None:
         due, self._status_due = self._status_due, {}
-        now = utc_iso(datetime.now(UTC))
-        rows = [(name, int(up), detail, now) for name, (up, detail) in due.items()]
         try:
-            async with self.db.write(Durability.NORMAL) as conn:
-                await conn.executemany(_STATUS, rows)
+            await record_device_status(
+                self.db, "rfid", ((name, up, detail) for name, (up, detail) in due.items())
+            )
         except DatabaseError:
             for name, state in due.items():
                 self._status_due.setdefault(name, state)

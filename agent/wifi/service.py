@@ -30,13 +30,14 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from types import TracebackType
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from agent.config import AgentConfig
 from agent.db import Database, DatabaseError, Durability
+from agent.devicestatus import record_device_status
 from agent.jobs import JobScheduler
 from agent.outbox import NewEvent, Outbox, ms_to_iso
 from agent.wifi.calibration import CalibrationError, OccupancyModel, load_model
@@ -71,11 +72,6 @@ ON CONFLICT (tag) DO UPDATE SET days = days + (last_day <> excluded.last_day),
 _UPSERT_SEEN = """
 INSERT INTO wifi_seen_devices (device, first_day, last_day) VALUES (?, ?, ?)
 ON CONFLICT (device) DO UPDATE SET last_day = excluded.last_day
-"""
-_STATUS = """
-INSERT INTO device_status (kind, name, available, detail, checked_at) VALUES ('wifi', ?, ?, ?, ?)
-ON CONFLICT (kind, name) DO UPDATE SET available = excluded.available,
-    detail = excluded.detail, checked_at = excluded.checked_at
 """
 
 
@@ -399,9 +395,7 @@ class WifiService:
         else:
             log.debug("wifi sniffer %s: %s", self.cfg.sniffer, detail)
         self._available = available
-        checked = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         try:
-            async with self.db.write(Durability.NORMAL) as conn:
-                await conn.execute(_STATUS, (self.cfg.sniffer, int(available), detail, checked))
+            await record_device_status(self.db, "wifi", [(self.cfg.sniffer, available, detail)])
         except DatabaseError as err:
             log.warning("wifi: cannot record device status: %s", err)

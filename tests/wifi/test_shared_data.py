@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from agent.wifi.calibration import OccupancyModel
+from agent.wifi.evaluate import LISTED_FIXED
 from agent.wifi.privacy import DeviceHasher
 from agent.wifi.replay import Frame, ReplaySettings, read_capture, replay, settings_for
 
@@ -64,22 +65,6 @@ def test_merging_k_labelled_files_gives_about_k_devices() -> None:
 
 
 LAB_DAY = DATA / "lab-occupancy-dev" / "sc6-61_2024-02-15_anonymized.pcap"
-LISTED_FIXED = [  # the lab's fixed computers, from the data README (never given to the learner)
-    "dc:fb:48:68:be:e4",
-    "dc:fb:48:8c:71:fc",
-    "dc:fb:48:2a:52:e0",
-    "dc:fb:48:f5:c6:c2",
-    "dc:fb:48:e3:ab:78",
-    "dc:fb:48:00:51:90",
-    "dc:fb:48:75:d8:42",
-    "dc:fb:48:de:86:8d",
-    "dc:fb:48:dd:c6:0b",
-    "dc:fb:48:55:d5:78",
-    "dc:fb:48:c2:1d:64",
-    "40:ec:99:f9:34:a6",
-    "40:ec:99:8e:3f:63",
-    "40:ec:99:1f:3e:75",
-]
 
 
 @pytest.mark.skipif(not LAB_DAY.exists(), reason=f"no lab capture {LAB_DAY}")
