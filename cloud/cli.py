@@ -134,6 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.command != "run":
+        # One-shot commands (export, stores, users): their output is the point; the
+        # migration check every run does is not news.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         config = load_config(args.config)
     except ConfigError as err:
