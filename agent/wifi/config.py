@@ -26,6 +26,8 @@ class WifiConfig(Strict):
     fixed_horizon_h: float = Field(default=12.0, ge=1.0, le=72.0)
     calibration: Path | None = None
     stable_keys: bool = False
+    # Local roll-ups and (stable mode) the seen-before identifiers are kept this many days.
+    retention_days: int = Field(default=90, ge=1, le=3650)
     retry_max_s: float = Field(default=60.0, ge=1.0, le=3600.0)
 
     @model_validator(mode="after")

@@ -81,7 +81,6 @@ class DeviceHasher:
         self._stable = stable
         self._fixed_key = _derive(secret, "storelink wifi fixed-device tag v1")
         self._device_key = b""
-        self.day = day
         self.rotate(day)
 
     @classmethod
@@ -89,14 +88,8 @@ class DeviceHasher:
         """A hasher with a random secret kept nowhere (replay, calibration, tests)."""
         return cls(secrets.token_bytes(SECRET_BYTES), day)
 
-    @property
-    def stable(self) -> bool:
-        """True when the device key never rotates (repeat-visit analytics)."""
-        return self._stable
-
     def rotate(self, day: date) -> None:
         """Use the device key of ``day`` (a no-op in stable mode)."""
-        self.day = day
         label = "stable" if self._stable else day.isoformat()
         self._device_key = _derive(self._secret, f"storelink wifi device key v1 {label}")
 

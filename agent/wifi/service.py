@@ -30,7 +30,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from types import TracebackType
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -212,9 +212,25 @@ class WifiService:
         self._hasher.rotate(self._today)
         ended = len(self._grouper.expire_all())
         self._learner.restart()
+        pruned = await self._prune(self._today - timedelta(days=self.cfg.retention_days))
         if self.cfg.stable_keys:
             await self._load_memory()
-        return f"device key for {self._today.isoformat()}; {ended} visit(s) ended"
+        return (
+            f"device key for {self._today.isoformat()}; {ended} visit(s) ended; "
+            f"{pruned} row(s) older than {self.cfg.retention_days} days pruned"
+        )
+
+    async def _prune(self, before: date) -> int:
+        """Bounded storage: roll-ups and seen-before identifiers older than ``before`` go."""
+        start = datetime.combine(before, datetime.min.time(), self._zone)
+        async with self.db.write(Durability.NORMAL) as conn:
+            windows = await conn.execute(
+                "DELETE FROM wifi_windows WHERE start_ms < ?", (int(start.timestamp() * 1000),)
+            )
+            seen = await conn.execute(
+                "DELETE FROM wifi_seen_devices WHERE last_day < ?", (before.isoformat(),)
+            )
+            return windows.rowcount + seen.rowcount
 
     # -- sources -------------------------------------------------------------------------
 
@@ -339,18 +355,19 @@ class WifiService:
 
     async def _store(self, rows: list[RollupRow], closed: list[WindowStats]) -> None:
         day = self._today.isoformat()
+        present = self._grouper.devices()
         # Tags are kept only for global addresses learned fixed by presence (not tag).
+        present_global = {d.key for d in present if not d.randomised}
         fixed_tags = [
-            (fixed_tag(k), day, day)
+            (tag, day, day)
             for k in self._learner.fixed_keys()
-            if fixed_tag(k) not in self._learner.known_tags
-            and any(not d.randomised and d.key == k for d in self._present_devices())
+            if k in present_global and (tag := fixed_tag(k)) not in self._learner.known_tags
         ]
         seen: list[tuple[bytes, str, str]] = []
         if self.cfg.stable_keys:
             # Devices counted in the closed windows: a visit is "repeat" once its key is here.
             numbers = frozenset().union(*(w.device_numbers for w in closed))
-            seen = [(d.key, day, day) for d in self._present_devices() if d.number in numbers]
+            seen = [(d.key, day, day) for d in present if d.number in numbers]
         try:
             async with self.db.write(Durability.NORMAL) as conn:
                 await conn.executemany(
@@ -382,9 +399,6 @@ class WifiService:
             return
         self._learner.remember(tag for tag, _, _ in fixed_tags)
         self._seen_before.update(key for key, _, _ in seen)
-
-    def _present_devices(self) -> list[Device]:
-        return self._grouper.devices()
 
     async def _set_status(self, available: bool, detail: str) -> None:
         if available != self._available:

@@ -210,6 +210,11 @@ class ProbeCapture:
         loop = asyncio.get_running_loop()
         if self._manage:
             await asyncio.to_thread(ensure_monitor_mode, self.interface, self._run)
+            if len(self.channels) == 1:
+                # Tuned before the socket opens: a refusal must not leave a receive thread behind.
+                await asyncio.to_thread(
+                    self._run, set_channel_command(self.interface, self.channels[0])
+                )
         sock = await asyncio.to_thread(self._open)
         self._stop.clear()
         bridge = _Bridge(loop, self._on_probe)
@@ -218,10 +223,6 @@ class ProbeCapture:
         hop: asyncio.Task[None] | None = None
         if self._manage and len(self.channels) > 1:
             hop = asyncio.create_task(asyncio.to_thread(self._hop), name="wifi-hop")
-        elif self._manage and self.channels:
-            await asyncio.to_thread(
-                self._run, set_channel_command(self.interface, self.channels[0])
-            )
         try:
             await rx  # ends only on an error or stop()
         finally:

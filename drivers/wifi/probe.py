@@ -163,12 +163,6 @@ class _RadiotapError(Exception):
     """A radiotap header whose presence words or fields run past its length."""
 
 
-def _radiotap_layout(frame: bytes | memoryview, it_len: int) -> tuple[_Layout, bool]:
-    """Walk the presence bitmaps; the layout, and whether it may be cached by bitmap."""
-    flags, freq, signal, cacheable = _radiotap_offsets(frame, it_len)
-    return _Layout.build(flags, freq, signal), cacheable
-
-
 def _radiotap_offsets(frame: bytes | memoryview, it_len: int) -> tuple[int, int, int, bool]:
     """Offsets of Flags, the frequency and the dBm signal in a radiotap header (-1: absent).
 
@@ -253,7 +247,7 @@ def _ies_well_formed(ies: memoryview) -> bool:
     return pos == n
 
 
-def _fingerprint_or_malformed(ies: bytes) -> int:
+def _fingerprint_or_malformed(ies: bytes | memoryview) -> int:
     """The fingerprint of a region of elements, -1 when one runs past its end."""
     view = memoryview(ies)
     return fingerprint(view) if _ies_well_formed(view) else -1
@@ -371,7 +365,7 @@ class ProbeParser:
                 fp = self._remember(bytes(rest))
         else:
             view = memoryview(frame)[ie:n]
-            fp = fingerprint(view) if _ies_well_formed(view) else -1
+            fp = _fingerprint_or_malformed(view)
             directed = _ssid_length(view) > 0
         if fp < 0:
             stats.malformed += 1
@@ -422,9 +416,10 @@ class ProbeParser:
 
     def _layout(self, frame: bytes | memoryview, it_len: int, key: int | bytes) -> _Layout | None:
         try:
-            layout, cacheable = _radiotap_layout(frame, it_len)
+            flags, freq, signal, cacheable = _radiotap_offsets(frame, it_len)
         except _RadiotapError:
             return None
+        layout = _Layout.build(flags, freq, signal)
         if cacheable:
             if len(self._layouts) >= _LAYOUT_CACHE_MAX:  # only garbage has this many
                 self._layouts.clear()

@@ -14,6 +14,7 @@ import socket
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -245,6 +246,41 @@ async def test_receive_thread_parses_and_hands_over() -> None:
     }
     assert (parser.stats.not_probe, parser.stats.malformed) == (1, 1)
     assert rx.fileno() == -1  # the thread closed its socket
+
+
+class DatagramCapture(ProbeCapture):
+    """A capture whose monitor socket is a :class:`DatagramSource` (no adapter here)."""
+
+    def __init__(self, source: DatagramSource, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.source = source
+        self.opened = False
+
+    def _open(self) -> DatagramSource:
+        self.opened = True
+        return self.source
+
+
+async def test_refused_channel_leaves_no_receive_thread_behind() -> None:
+    """One channel the adapter refuses: run() fails and no thread keeps a socket open."""
+    rx, tx = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    iw = CannedIw(start_in_monitor=True)
+    iw.failing_channels = {13}
+    capture = DatagramCapture(
+        DatagramSource(rx), "lo", [13], 0.25, ProbeParser(bytes), lambda p: None, run=iw
+    )
+    try:
+        with pytest.raises(CaptureError, match="set channel 13 failed"):
+            await capture.run()
+        for _ in range(100):  # a receive thread, if one started, closes its socket on stop
+            if not capture.opened or rx.fileno() == -1:
+                break
+            await asyncio.sleep(0.01)
+        assert not capture.opened or rx.fileno() == -1, "a receive thread outlived run()"
+    finally:
+        capture.stop()
+        tx.close()
+        rx.close()
 
 
 async def test_channel_hopping_cycles_and_logs_a_bad_channel_once(

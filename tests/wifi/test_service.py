@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 
 from agent.wifi.privacy import SECRET_FILE
 from tests.agent.conftest import make_config, start_agent
+from tests.sync.conftest import eventually
 from tests.wifi import scenario
 
 EVENT_KEYS = {
@@ -61,6 +63,15 @@ def count_events(data_dir: Path) -> int:
         conn.close()
 
 
+def events_at_least(data_dir: Path, count: int) -> Callable[[], Awaitable[bool]]:
+    """A check for ``eventually``: the outbox holds at least ``count`` events."""
+
+    async def check() -> bool:
+        return await asyncio.to_thread(count_events, data_dir) >= count
+
+    return check
+
+
 def read_files(data_dir: Path) -> dict[str, bytes]:
     return {
         p.name: p.read_bytes() for p in data_dir.rglob("*") if p.is_file() and p.name != SECRET_FILE
@@ -99,10 +110,7 @@ async def test_pcap_source_emits_one_window_per_minute_and_stores_no_identifier(
     wifi = f'[wifi]\nsniffer = "door"\npcap = "{pcap}"\nspeed = 0\n'
     config = await make_config(tmp_path, None, extra=wifi)
     async with start_agent(config):
-        for _ in range(200):  # bounded: the replay at speed 0 takes well under a second
-            await asyncio.sleep(0.05)
-            if await asyncio.to_thread(count_events, config.store.data_dir) >= 120:
-                break
+        await eventually(events_at_least(config.store.data_dir, 120))  # speed 0: under 1 s
         assert "replay finished" in caplog.text
         running = await asyncio.to_thread(read_files, config.store.data_dir)
     data_dir = config.store.data_dir
@@ -194,10 +202,7 @@ async def test_stable_keys_count_new_then_repeat_devices(
 
     async def run_once(expected_events: int) -> list[dict[str, Any]]:
         async with start_agent(config):
-            for _ in range(200):
-                await asyncio.sleep(0.05)
-                if await asyncio.to_thread(count_events, config.store.data_dir) >= expected_events:
-                    break
+            await eventually(events_at_least(config.store.data_dir, expected_events))
         events, _, _ = await asyncio.to_thread(read_outputs, config.store.data_dir)
         return events[expected_events - 120 :]
 
@@ -209,3 +214,42 @@ async def test_stable_keys_count_new_then_repeat_devices(
     assert sum(e["new_devices"] for e in second) == 0
     assert second[-1]["fixed_excluded"] == 1
     assert second[0]["fixed_excluded"] == 1  # the printer's tag is remembered: fixed at once
+
+
+async def test_key_rotation_prunes_rollups_and_seen_devices_past_retention(
+    tmp_path: Path,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from agent.db import Database, Durability
+    from agent.jobs import JobScheduler
+    from agent.outbox import Outbox
+    from agent.wifi.service import WifiService
+
+    pcap = await asyncio.to_thread(scenario.build().write, tmp_path / "shop.pcap")
+    wifi = f'[wifi]\npcap = "{pcap}"\nspeed = 0\nstable_keys = true\nretention_days = 30\n'
+    config = await make_config(tmp_path, None, extra=wifi)
+    await asyncio.to_thread(config.store.data_dir.mkdir, mode=0o700)
+    now = datetime.now(UTC)
+    old, recent = now - timedelta(days=45), now - timedelta(days=2)
+    async with Database(config.store.data_dir / "agent.db") as db, Outbox(db) as outbox:
+        async with db.write(Durability.NORMAL) as conn:
+            for when in (old, recent):
+                await conn.execute(
+                    "INSERT INTO wifi_windows VALUES ('old-test', 3600, ?, 1, 1, 0, 0.5, "
+                    "'[0,0,0,0,0,0]', 0, 1, 0, 60)",
+                    (int(when.timestamp() * 1000),),
+                )
+                day = when.date().isoformat()
+                await conn.execute(
+                    "INSERT INTO wifi_seen_devices VALUES (?, ?, ?)", (day.encode(), day, day)
+                )
+        async with JobScheduler(db) as jobs, WifiService(config, db, outbox, jobs):
+            assert await jobs.run_now("wifi-key-rotation")
+        windows = await db.reader.execute_fetchall(
+            "SELECT start_ms FROM wifi_windows WHERE sniffer = 'old-test'"
+        )
+        seen = await db.reader.execute_fetchall("SELECT last_day FROM wifi_seen_devices")
+    assert [w for (w,) in windows] == [int(recent.timestamp() * 1000)]
+    assert old.date().isoformat() not in {d for (d,) in seen}
+    assert recent.date().isoformat() in {d for (d,) in seen}
