@@ -6,6 +6,7 @@ for invalid input, ``fields`` naming each offending field. Nothing invalid is st
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -87,6 +88,8 @@ class Metrics:
         # each scrape adds the rows after the highest seq seen so far.
         self.seen_seq = 0
         self.seen_drops: dict[str, int] = {}
+        # Scrapes at once (two Prometheus servers, a retry) would each add the same new rows.
+        self._refreshing = asyncio.Lock()
 
     async def start(self, db: Database) -> None:
         """Count events from now on (the outbox's current end)."""
@@ -95,6 +98,10 @@ class Metrics:
 
     async def refresh(self, db: Database, outbox: Outbox, now_ms: int) -> None:
         """Bring the outbox and device series up to date (at each scrape)."""
+        async with self._refreshing:
+            await self._refresh(db, outbox, now_ms)
+
+    async def _refresh(self, db: Database, outbox: Outbox, now_ms: int) -> None:
         conn = db.reader
         rows = await conn.execute_fetchall(
             "SELECT kind, count(*), max(seq) FROM outbox WHERE seq > ? GROUP BY kind",
@@ -103,7 +110,8 @@ class Metrics:
         for kind, count, last in rows:
             self.events.labels(kind).inc(count)
             self.seen_seq = max(self.seen_seq, int(last))
-        ((_, oldest_ms),) = await conn.execute_fetchall(BACKLOG_SQL)
+        ((unsent, oldest_ms),) = await conn.execute_fetchall(BACKLOG_SQL)
+        self.outbox_depth.set(unsent)
         self.oldest_unsent_age.set(0 if oldest_ms is None else max(0, now_ms - oldest_ms) / 1000)
         for reason, count in outbox.stats.drop_reasons.items():
             delta = count - self.seen_drops.get(reason, 0)
@@ -298,15 +306,17 @@ async def get_metrics(request: web.Request) -> web.Response:
     """GET /metrics in Prometheus text format."""
     app = request.app
     metrics = app[METRICS]
-    snapshot = await status_snapshot(app)
-    metrics.outbox_depth.set(snapshot["outbox"]["unsent"])
-    totals: dict[str, int] = {"queued": 0, "printing": 0, "failed": 0}
+    # The backlog is read once, by refresh: the status snapshot would count it a second time.
     await metrics.refresh(app[DB], app[OUTBOX], int(time.time() * 1000))
-    for printer in snapshot["printers"]:
-        metrics.printer_up.labels(printer["name"]).set(1 if printer["available"] else 0)
-        if printer["available"] is not None:
-            metrics.device_up.labels("printer", printer["name"]).set(int(printer["available"]))
-        for state, count in printer["jobs"].items():
+    jobs = jobs_by_printer(await app[DB].reader.execute_fetchall(PENDING_JOBS_SQL))
+    workers = app[PRINTERS]
+    totals: dict[str, int] = {"queued": 0, "printing": 0, "failed": 0}
+    for printer in app[CONFIG].printers:
+        available = workers[printer.name].available
+        metrics.printer_up.labels(printer.name).set(1 if available else 0)
+        if available is not None:
+            metrics.device_up.labels("printer", printer.name).set(int(available))
+        for state, count in jobs.get(printer.name, {}).items():
             totals[state] = totals.get(state, 0) + count
     for state, count in totals.items():
         metrics.print_jobs.labels(state).set(count)

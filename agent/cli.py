@@ -20,7 +20,7 @@ from agent.app import StartupError, prepare_data_dir, serve_until_signalled
 from agent.camera import cli as camera_cli
 from agent.config import AgentConfig, ConfigError, load_config
 from agent.db import DB_FILE, DatabaseError
-from agent.discovery import DiscoveryError, browse, config_lines, resolve_blocking
+from agent.discovery import DiscoveryError, browse, config_lines, reachable_uri
 from agent.enroll import EnrollError, enroll
 from agent.jobs import ALIVE_KEY, JOB_RUNS_SQL
 from agent.logs import setup_logging
@@ -35,7 +35,6 @@ from agent.wifi import cli as wifi_cli
 from config.receipt_token import ReceiptClaims, receipt_url
 from drivers.printer.connection import print_job
 from drivers.printer.errors import PrinterError
-from drivers.printer.uri import PrinterURI
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +207,7 @@ def cmd_print_test(args: argparse.Namespace) -> int:
             cjk_font=config.receipt.cjk_font,
         )
         try:
-            uri = _reachable_uri(printer.parsed_uri, config.discovery.interfaces)
+            uri = reachable_uri(printer.parsed_uri, config.discovery.interfaces)
             status = print_job(uri, data, printer.timeout_s)
         except (PrinterError, DiscoveryError) as err:
             failures += 1
@@ -218,13 +217,6 @@ def cmd_print_test(args: argparse.Namespace) -> int:
         print(f"{printer.name}: printed test receipt ({len(data)} bytes); printer {state}")
     print(f"QR: {url}")
     return 1 if failures else 0
-
-
-def _reachable_uri(uri: PrinterURI, interfaces: Sequence[str]) -> PrinterURI:
-    """A dnssd:// printer's current address (an mDNS look-up), any other URI as it is."""
-    if uri.scheme != "dnssd":
-        return uri
-    return uri.at(*resolve_blocking(uri.service_name, interfaces))
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

@@ -47,6 +47,7 @@ from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZerocon
 
 from agent.config import AgentConfig
 from agent.configbase import split_host_port
+from drivers.printer.uri import PrinterURI
 
 log = logging.getLogger(__name__)
 
@@ -278,6 +279,16 @@ def resolve_blocking(
     if address is None or not info.port:
         raise NotFound(f"no answer for {service_name!r} within {timeout_s:g} s")
     return address, info.port
+
+
+def reachable_uri(uri: PrinterURI, interfaces: Sequence[str] = ()) -> PrinterURI:
+    """A ``dnssd://`` printer's current socket address (an mDNS look-up); others as they are.
+
+    Blocking, for the one-shot commands; DiscoveryError when the name does not resolve.
+    """
+    if uri.scheme != "dnssd":
+        return uri
+    return uri.at(*resolve_blocking(uri.service_name, interfaces))
 
 
 @dataclass(frozen=True, slots=True)

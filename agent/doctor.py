@@ -31,7 +31,8 @@ import aiohttp
 from agent.camera.config import CameraConfig
 from agent.config import AgentConfig, PrinterConfig
 from agent.db import DB_FILE
-from agent.discovery import DiscoveryError, resolve_blocking
+from agent.discovery import DiscoveryError, reachable_uri
+from agent.keyfile import KeyFileError, read_key_file
 from agent.receipt import find_cjk_font
 from agent.storekey import KEY_FILE, StoreKeyError, load_or_create_store_key
 from agent.sync.client import BadAnswer, CloudClient, CloudRejected, CloudUnavailable
@@ -158,12 +159,17 @@ def check_database(config: AgentConfig) -> CheckResult:
 def check_store_key(config: AgentConfig) -> CheckResult:
     """The store key exists with owner-only permissions."""
     path = config.store.data_dir / KEY_FILE
-    if not path.exists():
+    # The agent's own reader: what it refuses (group-readable, a symlink, not a regular
+    # file), the doctor fails.
+    try:
+        read_key_file(path, "store key")
+    except FileNotFoundError:
         return failed("store key", "no store key yet", "run `storelink-agent enroll` (creates it)")
-    mode = path.stat().st_mode & 0o777
-    if mode & 0o077:
-        return failed("store key", f"{path} has mode {mode:o}", f"chmod 600 {path}")
-    return passed("store key", f"{path} (mode {mode:o})")
+    except KeyFileError as err:
+        return failed(
+            "store key", str(err), f"make {path} a regular file of the agent's user, mode 600"
+        )
+    return passed("store key", f"{path} (owner-only)")
 
 
 def check_cjk_font(config: AgentConfig) -> CheckResult:
@@ -223,13 +229,12 @@ async def cloud_date(url: str) -> tuple[datetime | None, float]:
         answered = time.time()
     if header is None:
         return None, 0.0
-    theirs = parsedate_to_datetime(header).timestamp()
-    ours = (sent + answered) / 2
-    offset = ours - theirs
+    theirs = parsedate_to_datetime(header)
+    offset = (sent + answered) / 2 - theirs.timestamp()
     # The header drops the fraction of a second: within [0, 1) s of ours is no offset at all.
     if 0 <= offset < 1:
-        return parsedate_to_datetime(header), 0.0
-    return parsedate_to_datetime(header), offset if offset < 0 else offset - 1
+        return theirs, 0.0
+    return theirs, offset if offset < 0 else offset - 1
 
 
 async def check_cloud(config: AgentConfig, enrolled_url: str | None) -> list[CheckResult]:
@@ -308,20 +313,16 @@ async def check_signature(config: AgentConfig, enrolled_url: str | None) -> Chec
 def check_printer(printer: PrinterConfig, interfaces: tuple[str, ...] = ()) -> CheckResult:
     """The printer answers and is ready (paper, cover, online); dnssd names resolved first."""
     name = f"printer {printer.name}"
-    uri = printer.parsed_uri
-    where = ""
-    if uri.scheme == "dnssd":
-        try:
-            host, port = resolve_blocking(uri.service_name, interfaces)
-        except DiscoveryError as err:
-            return failed(
-                name,
-                f"{printer.uri}: {err}",
-                "power the printer on and check it is on this LAN "
-                "(`storelink-agent discover` lists what answers)",
-            )
-        uri = uri.at(host, port)
-        where = f" (found at {uri})"
+    try:
+        uri = reachable_uri(printer.parsed_uri, interfaces)
+    except DiscoveryError as err:
+        return failed(
+            name,
+            f"{printer.uri}: {err}",
+            "power the printer on and check it is on this LAN "
+            "(`storelink-agent discover` lists what answers)",
+        )
+    where = f" (found at {uri})" if uri != printer.parsed_uri else ""
     try:
         with PrinterConnection(uri, printer.timeout_s) as conn:
             status = conn.query_status()

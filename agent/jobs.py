@@ -69,7 +69,7 @@ class _QuietExecutor(AsyncIOExecutor):  # type: ignore[misc]  # apscheduler is u
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return utc_iso(datetime.now(UTC))
 
 
 def _parse_hh_mm(at: str) -> tuple[int, int]:

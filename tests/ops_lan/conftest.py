@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import socket
 import subprocess
 import sys
 import uuid
@@ -112,11 +111,3 @@ async def run_cli(*args: str, timeout: float = 60) -> tuple[int, str, str]:  # n
         raise
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
-
-
-def closed_port() -> int:
-    """A port on 127.0.0.1 where nothing listens (bound and released a moment ago)."""
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        port: int = s.getsockname()[1]
-        return port

@@ -15,13 +15,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from agent.config import parse_config
-from agent.doctor import Verdict, check_cloud, check_llrp_reader
+from agent.doctor import Verdict, check_cloud, check_llrp_reader, check_store_key
 from agent.enroll import enroll
-from agent.storekey import KEY_FILE
+from agent.storekey import KEY_FILE, StoreKeyError, load_or_create_store_key
 from drivers.printer.emulator import PrinterEmulator
 from drivers.rfid.simulator import ReaderSimulator
 from tests.helpers import agent_toml, free_port
-from tests.ops_lan.conftest import closed_port, run_cli
+from tests.ops_lan.conftest import run_cli
 from tests.sync.conftest import running_cloud
 
 # A directory nobody may create files in, root included: sysfs refuses new files.
@@ -50,10 +50,10 @@ async def test_doctor_reports_each_broken_item_and_exits_1(tmp_path: Path) -> No
     text = agent_toml(
         UNWRITABLE,
         free_port(),
-        f"socket://127.0.0.1:{closed_port()}",
-        cloud_url=f"http://127.0.0.1:{closed_port()}",
+        f"socket://127.0.0.1:{free_port()}",
+        cloud_url=f"http://127.0.0.1:{free_port()}",
         # No /dev/video9 here: OpenCV cannot open it.
-        extra=_devices(0, closed_port(), "wlxnothere0", "9"),
+        extra=_devices(0, free_port(), "wlxnothere0", "9"),
     )
     code, checks, _ = await doctor(tmp_path, text)
     assert code == 1
@@ -179,3 +179,21 @@ async def test_llrp_check_tells_a_reader_from_another_service() -> None:
         wrong = await asyncio.to_thread(check_llrp_reader, "b", "127.0.0.1", port, 5.0)
     assert wrong.verdict is Verdict.FAIL
     assert "not an LLRP reader's greeting" in wrong.detail
+
+
+def test_store_key_check_refuses_what_the_agent_refuses(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    config = parse_config(tomllib.loads(agent_toml(store, free_port(), None)))
+    assert check_store_key(config).verdict is Verdict.FAIL  # no key yet
+    load_or_create_store_key(store)
+    assert check_store_key(config).verdict is Verdict.OK
+    # A key behind a symlink (mode 0600 at its target): the agent will not load it.
+    key = store / KEY_FILE
+    moved = tmp_path / "elsewhere.pem"
+    key.rename(moved)
+    key.symlink_to(moved)
+    with pytest.raises(StoreKeyError):
+        load_or_create_store_key(store)
+    refused = check_store_key(config)
+    assert refused.verdict is Verdict.FAIL, refused
+    assert str(key) in refused.detail

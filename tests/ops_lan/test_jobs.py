@@ -220,9 +220,11 @@ async def test_scheduled_jobs_run_by_their_trigger_not_only_at_once(db: Database
     async with JobScheduler(db) as jobs:
         jobs.every("poll", 0.2, poll)  # no run_now: only the trigger can start it
         await asyncio.wait_for(ran.wait(), 5)
-        async with asyncio.timeout(5):
-            while (await job_rows(db))["poll"]["outcome"] != "ok":
-                await asyncio.sleep(0.05)
+
+        async def recorded() -> bool:
+            return bool((await job_rows(db))["poll"]["outcome"] == "ok")
+
+        await eventually(recorded, 5)
 
 
 async def test_minutely_jobs_run_on_the_clocks_minute(db: Database) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from agent.api import Metrics
 from agent.db import Database, Durability
 from agent.outbox import NewEvent, Outbox, epoch_ms
 from drivers.printer.emulator import EmulatedState, PrinterEmulator
@@ -78,3 +81,17 @@ async def test_metrics_count_telemetry_by_kind_and_device_availability(
     assert after[("storelink_agent_events_appended_total", (("kind", "footfall"),))] == 1
     assert after[("storelink_agent_device_available", (("kind", "rfid"), ("name", "room-a")))] == 0
     assert after[("storelink_agent_device_available", (("kind", "camera"), ("name", "door")))] == 1
+
+
+async def test_concurrent_scrapes_count_each_event_once(tmp_path: Path) -> None:
+    metrics = Metrics()
+    now = datetime.now(UTC)
+    async with Database(tmp_path / "agent.db") as db, Outbox(db) as outbox:
+        await metrics.start(db)
+        await outbox.append_many([NewEvent("tryon", {"i": i}, epoch_ms(now)) for i in range(7)])
+        # Two Prometheus servers (or a retry) scraping at once must not both add the new rows.
+        await asyncio.gather(*(metrics.refresh(db, outbox, epoch_ms(now)) for _ in range(3)))
+    appended = metrics.registry.get_sample_value(
+        "storelink_agent_events_appended_total", {"kind": "tryon"}
+    )
+    assert appended == 7
