@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from zoneinfo import ZoneInfo
 
@@ -101,7 +101,6 @@ class CameraService:
     def __init__(
         self, config: AgentConfig, db: Database, outbox: Outbox, jobs: JobScheduler
     ) -> None:
-        self.config = config
         self.camera = config.camera
         self.db = db
         self.outbox = outbox
@@ -120,6 +119,13 @@ class CameraService:
 
     def _today(self) -> str:
         return datetime.now(self._zone).date().isoformat()
+
+    def _last_closing(self) -> datetime:
+        """The latest closing time at or before now, in the store's time zone."""
+        now = datetime.now(self._zone)
+        hour, minute = (int(part) for part in self.camera.closing_time.split(":"))
+        closing = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+        return closing if closing <= now else closing - timedelta(days=1)
 
     async def __aenter__(self) -> CameraService:
         if not self.camera.enabled:
@@ -241,16 +247,19 @@ class CameraService:
 
     async def _load_state(self) -> None:
         async with self.db.reader.execute(
-            "SELECT day, in_count, out_count, occupancy, last_window_ms FROM camera_state"
-            " WHERE camera = ?",
+            "SELECT day, in_count, out_count, occupancy, last_window_ms, updated_at"
+            " FROM camera_state WHERE camera = ?",
             (self.camera.name,),
         ) as cur:
             row = await cur.fetchone()
         if row is None:
             return
-        day, total_in, total_out, occupancy, last_window = row
+        day, total_in, total_out, occupancy, last_window, updated_at = row
         self.tally.last_window_ms = last_window
-        self.tally.occupancy = occupancy
+        # Saved before the last closing time: the agent was not running when the reset job
+        # was due (a PC switched off for the night), so nobody is inside any more.
+        if datetime.fromisoformat(updated_at) >= self._last_closing():
+            self.tally.occupancy = occupancy
         if day == self.tally.day:
             self.tally.total_in, self.tally.total_out = total_in, total_out
 

@@ -87,6 +87,12 @@ def open_capture(source: Source) -> cv2.VideoCapture:
     return cap
 
 
+def file_fps(cap: cv2.VideoCapture) -> float:
+    """A video file's frame rate; 25 (a common camera rate) when its container has none."""
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    return fps if 0 < fps < 1000 else 25.0
+
+
 @dataclass(frozen=True, slots=True)
 class VideoInfo:
     """What a video file says about itself."""
@@ -107,9 +113,7 @@ def read_video(path: Path) -> tuple[VideoInfo, Iterator[tuple[float, Frame]]]:
     if not ok or first is None or first.size == 0:
         cap.release()
         raise VideoUnreadable(f"{path} has no decodable frame (corrupt or empty video)")
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    if not 0 < fps < 1000:
-        fps = 25.0  # containers without a rate: a common camera rate
+    fps = file_fps(cap)
     info = VideoInfo(first.shape[1], first.shape[0], fps)
 
     def frames() -> Iterator[tuple[float, Frame]]:
@@ -166,7 +170,6 @@ class FrameGrabber:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="camera-capture", daemon=True)
         self._available: bool | None = None
-        self.frames = 0
 
     def start(self) -> None:
         """Start reading."""
@@ -198,6 +201,18 @@ class FrameGrabber:
             self._on_restart()
             try:
                 delivered = self._read_all(cap, started, is_file)
+            except Exception as err:
+                # A frame that breaks decoding or counting must not end the thread silently
+                # (the status would say "available" while nothing is counted): report the
+                # source unavailable and reopen it after the backoff, like a lost stream. A
+                # file that does not loop ends here: replayed, its crossings would count twice.
+                log.debug("%s: frame handling failed", describe_source(self._source), exc_info=err)
+                # One short line for logs and device_status (cv2.error spans several).
+                reason = " ".join(str(err).split())[:200]
+                self._state(False, f"frame handling failed: {type(err).__name__}: {reason}")
+                if is_file and not self._loop:
+                    return
+                delivered = 0
             finally:
                 cap.release()
             if delivered:
@@ -213,8 +228,7 @@ class FrameGrabber:
 
     def _read_all(self, cap: cv2.VideoCapture, started: float, is_file: bool) -> int:
         """Deliver frames until the source ends, fails or we are stopped; return how many."""
-        file_fps = cap.get(cv2.CAP_PROP_FPS) if is_file else 0.0
-        file_interval = 1.0 / file_fps if 0 < file_fps < 1000 else 0.04
+        file_interval = 1.0 / file_fps(cap) if is_file else 0.0
         opened = time.monotonic()
         last = -1e9
         delivered = 0
@@ -236,8 +250,8 @@ class FrameGrabber:
             if t - last < self._min_interval * 0.999:
                 continue
             last = t
-            self._state(True, f"reading {describe_source(self._source)}")
+            if not self._available:
+                self._state(True, f"reading {describe_source(self._source)}")
             delivered += 1
-            self.frames += 1
             self._on_frame(frame, t)
         return delivered

@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from cv2.typing import MatLike
 
-# What OpenCV returns and takes (its stubs type frames as MatLike, not as uint8 arrays).
-Frame = MatLike
+from drivers.camera.capture import Frame
+
+# The counting line, X1, Y1, X2, Y2 in source pixels.
 Line = tuple[float, float, float, float]
 
 
@@ -133,13 +133,10 @@ class _Blob:
 
 @dataclass(slots=True)
 class CounterStats:
-    """What the counter has seen (for status and debugging; no image data)."""
+    """What the counter has seen (for debugging; no image data)."""
 
     frames: int = 0
     relearned: int = 0
-    split_blobs: int = 0
-    person_px: float = 0.0
-    tracks: int = 0
 
 
 @dataclass(slots=True)
@@ -213,11 +210,6 @@ class FootfallCounter:
         """Width and height of the frames this counter was made for."""
         return self._source_size
 
-    @property
-    def process_size(self) -> tuple[int, int]:
-        """Width and height frames are processed at."""
-        return self._size
-
     def process(self, frame: Frame, t: float) -> list[Crossing]:
         """Feed one BGR (or grey) source frame taken at ``t``; return the crossings it completed."""
         self.stats.frames += 1
@@ -233,16 +225,16 @@ class FootfallCounter:
             self._blind -= 1
             return []
         if changed > self.settings.global_change:
-            self.relearn(gray)
+            self._relearn(gray)
             return []
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, self._open)
         mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, self._close)
         return self._track(self._blobs(mask), t)
 
-    def relearn(self, gray: Frame | None = None) -> None:
-        """Forget the background (and the brightness reference); keep the tracks."""
+    def _relearn(self, gray: Frame) -> None:
+        """Start the background (and the brightness reference) again; keep the tracks."""
         self.stats.relearned += 1
-        self._background = _Background(gray) if gray is not None else None
+        self._background = _Background(gray)
         self._level = 0.0
         self._learned = 1
         self._blind = max(2, round(0.2 * self._fps))
@@ -284,12 +276,10 @@ class FootfallCounter:
                 self._person.learn(blob)
                 people.append(blob)
                 continue
-            self.stats.split_blobs += 1
             step = blob.length / n
             for i in range(n):
                 off = (i - (n - 1) / 2) * step
                 people.append(_Blob(cx + off * ax, cy + off * ay, area / n, step, ax, ay))
-        self.stats.person_px = self._person.length / self._scale
         return people
 
     def _track(self, blobs: list[_Blob], t: float) -> list[Crossing]:
@@ -336,7 +326,6 @@ class FootfallCounter:
                 self._update_side(track, t)
                 kept.append(track)
         self._tracks = kept
-        self.stats.tracks = len(kept)
         return crossings
 
     def _signed(self, x: float, y: float) -> tuple[float, float]:

@@ -15,8 +15,7 @@ import cv2
 import numpy as np
 
 from drivers.camera.capture import Frame
-
-Line = tuple[float, float, float, float]
+from drivers.camera.counting import Line
 
 
 def moving_mask(frames: Sequence[Frame], threshold: int = 30) -> Frame:

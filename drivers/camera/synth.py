@@ -10,6 +10,7 @@ Nothing here is a real person: the frames are generated from numbers.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -18,11 +19,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import numpy.typing as npt
-from cv2.typing import MatLike
 
-# What OpenCV returns and takes (its stubs type frames as MatLike, not as uint8 arrays).
-Frame = MatLike
-Line = tuple[float, float, float, float]
+from drivers.camera.capture import Frame
+from drivers.camera.counting import Line
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,16 +356,4 @@ def demo_scene(
             b.lighting.append((b.frame, float(rng.choice([-0.25, 0.35]))))
         if n % 11 == 0:
             b.shake.append((b.frame, b.frame + int(fps * 2), width / 200))
-    built = b.scene()
-    return Scene(
-        built.width,
-        built.height,
-        built.fps,
-        total,
-        built.line,
-        built.walkers,
-        built.lighting,
-        built.shake,
-        built.noise,
-        built.seed,
-    )
+    return dataclasses.replace(b.scene(), frames=total)

@@ -21,6 +21,7 @@ from drivers.camera.synth import TrueCrossing, write_video
 from tests.camera.conftest import Video
 from tests.camera.scenes import separated
 from tests.helpers import agent_toml, free_port
+from tests.sync.conftest import eventually
 
 
 def _config(tmp_path: Path, source: str, extra: str = "") -> AgentConfig:
@@ -54,9 +55,7 @@ def _read(db: Path, sql: str) -> list[tuple[object, ...]]:
 
 async def _wait_for(check: Callable[[], bool]) -> None:
     # Polls a file written by another thread: there is no event to wait on.
-    async with asyncio.timeout(30):
-        while not await asyncio.to_thread(check):  # noqa: ASYNC110
-            await asyncio.sleep(0.1)
+    await eventually(lambda: asyncio.to_thread(check), within_s=30)
 
 
 async def test_file_source_end_to_end_gives_footfall_windows(

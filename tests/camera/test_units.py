@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
+import threading
 import tomllib
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +15,18 @@ import pytest
 
 from agent.camera.service import WINDOW_MS, CameraService, FootfallTally
 from agent.config import parse_config
-from agent.db import DB_FILE, Database
+from agent.db import DB_FILE, Database, Durability
 from agent.jobs import JobScheduler
-from agent.outbox import Outbox
-from drivers.camera.capture import SourceUnavailable, describe_source, open_capture
+from agent.outbox import Outbox, utc_iso
+from drivers.camera.capture import (
+    Frame,
+    FrameGrabber,
+    SourceUnavailable,
+    describe_source,
+    open_capture,
+)
 from drivers.camera.counting import FootfallCounter
+from tests.camera.conftest import Video
 from tests.helpers import agent_toml, free_port
 
 
@@ -94,3 +103,66 @@ def _outbox_kinds(db: Path) -> list[str]:
         return [kind for (kind,) in conn.execute("SELECT kind FROM outbox")]
     finally:
         conn.close()
+
+
+def test_a_failing_frame_reports_unavailable_and_counting_resumes(
+    videos: dict[str, Video],
+) -> None:
+    """A frame the pipeline chokes on must not end the capture thread for good."""
+    path = videos["separated"][0]
+    states: list[tuple[bool, str]] = []
+    frames: list[float] = []
+    resumed = threading.Event()
+
+    def on_frame(_frame: Frame, t: float) -> None:
+        frames.append(t)
+        if len(frames) == 3:
+            raise ValueError("a frame the pipeline cannot take")
+        if len(frames) > 6:
+            resumed.set()
+
+    grabber = FrameGrabber(
+        str(path),
+        on_frame,
+        lambda available, detail: states.append((available, detail)),
+        fps=15,
+        pace=False,
+        loop=True,
+        backoff_start_s=0.05,
+    )
+    grabber.start()
+    try:
+        assert resumed.wait(20), f"counting did not resume: {states}"
+    finally:
+        grabber.stop()
+    assert states[:3] == [
+        (True, "reading separated.avi"),
+        (False, "frame handling failed: ValueError: a frame the pipeline cannot take"),
+        (True, "reading separated.avi"),
+    ]
+
+
+async def test_occupancy_saved_before_the_last_closing_time_starts_at_zero(
+    tmp_path: Path,
+) -> None:
+    """The agent was off at closing time (its reset job never ran): nobody is inside now."""
+    camera = '[camera]\nsource = "/nonexistent.avi"\nline = [0, 1, 2, 1]\n'
+    text = agent_toml(tmp_path / "data", free_port(), None, extra=camera)
+    config = await asyncio.to_thread(parse_config, tomllib.loads(text))
+    await asyncio.to_thread((tmp_path / "data").mkdir)
+    saved = {"yesterday": datetime.now(UTC) - timedelta(days=1, minutes=1), "now": None}
+    occupancy = {}
+    async with Database(tmp_path / "data" / DB_FILE) as db, Outbox(db) as outbox:
+        for name, at in saved.items():
+            async with db.write(Durability.NORMAL) as conn:
+                await conn.execute(
+                    "INSERT OR REPLACE INTO camera_state VALUES ('entrance', '2026-01-01',"
+                    " 9, 5, 4, NULL, ?)",
+                    (utc_iso(at or datetime.now(UTC)),),
+                )
+            async with (
+                JobScheduler(db, config.store.timezone) as jobs,
+                CameraService(config, db, outbox, jobs) as service,
+            ):
+                occupancy[name] = service.tally.occupancy
+    assert occupancy == {"yesterday": 0, "now": 4}

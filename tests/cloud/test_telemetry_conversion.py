@@ -13,9 +13,9 @@ import msgspec
 import pyarrow.parquet as pq
 import pytest
 
-from cloud import export
 from cloud.config import ConfigError, parse_config
 from tests.cloud.conftest import Cloud, StoreClient, cloud_toml, envelope, iso, sale_event
+from tests.cloud.test_telemetry_export import _export
 from tests.cloud.test_telemetry_ingest import tryon_payload
 
 D = datetime(2026, 11, 20, tzinfo=UTC)
@@ -67,15 +67,9 @@ class Store:
 
 
 async def _report(cloud: Cloud, dataset: str = "tryons", extra: str = "") -> list[dict[str, Any]]:
-    chunks: list[bytes] = []
-
-    async def write(data: bytes) -> None:
-        chunks.append(data)
-
     config = parse_config(cloud_toml(Path("/nonexistent"), extra)) if extra else None
-    found, encoder = export.resolve(dataset, "ndjson", config)
-    await export.export(cloud.engine, found, encoder, export.Window(), write)
-    return [msgspec.json.decode(line) for line in b"".join(chunks).splitlines()]
+    data = await _export(cloud, dataset, "ndjson", config=config)
+    return [msgspec.json.decode(line) for line in data.splitlines()]
 
 
 @pytest.fixture
@@ -184,14 +178,7 @@ async def test_the_window_edge_is_inclusive_to_the_millisecond(cloud: Cloud) -> 
 
 
 async def test_report_parquet_types(cloud: Cloud, day: None) -> None:
-    found, encoder = export.resolve("tryons", "parquet")
-    chunks: list[bytes] = []
-
-    async def write(data: bytes) -> None:
-        chunks.append(data)
-
-    await export.export(cloud.engine, found, encoder, export.Window(), write)
-    table = pq.read_table(io.BytesIO(b"".join(chunks)))
+    table = pq.read_table(io.BytesIO(await _export(cloud, "tryons", "parquet")))
     assert table.num_rows == 8
     assert table.column("day").to_pylist()[0] == date(2026, 11, 20)
     assert table.column("conversion").to_pylist()[-1] is None

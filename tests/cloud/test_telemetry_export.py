@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from cloud import export
+from cloud.config import CloudConfig
 from tests.cloud.conftest import Cloud, cloud_toml, envelope, iso, sale_event, sqlite_only
 from tests.cloud.test_telemetry_ingest import footfall_payload, tryon_payload, wifi_payload
 
@@ -74,14 +75,18 @@ async def telemetry(cloud: Cloud) -> None:
 
 
 async def _export(
-    cloud: Cloud, dataset: str, fmt: str, window: export.Window | None = None
+    cloud: Cloud,
+    dataset: str,
+    fmt: str,
+    window: export.Window | None = None,
+    config: CloudConfig | None = None,
 ) -> bytes:
     chunks: list[bytes] = []
 
     async def write(data: bytes) -> None:
         chunks.append(data)
 
-    found, encoder = export.resolve(dataset, fmt)
+    found, encoder = export.resolve(dataset, fmt, config)
     await export.export(cloud.engine, found, encoder, window or export.Window(), write)
     return b"".join(chunks)
 
