@@ -20,7 +20,7 @@ from agent.camera.replay import replay_video, to_csv
 from agent.config import ConfigError, load_config
 from drivers.camera.capture import CameraError, Frame, open_capture
 from drivers.camera.counting import CountingSettings, Line
-from drivers.camera.snapshot import setup_snapshot
+from drivers.camera.snapshot import setup_snapshot, small_gray
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -74,22 +74,33 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def grab_burst(source: int | str, seconds: float, max_frames: int = 60) -> list[Frame]:
-    """Frames of ``source`` over ``seconds`` (at most ``max_frames``, evenly kept)."""
+    """Frames of ``source`` over ``seconds``, at most ``max_frames``, evenly kept.
+
+    All but the last are small grey copies (all the motion mask needs); the last is the
+    full-size colour frame the snapshot shows. Memory stays small at any resolution.
+    """
     cap = open_capture(source)
-    frames: list[Frame] = []
+    kept: list[Frame] = []
+    last: Frame | None = None
+    stride, seen = 1, 0
     try:
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and len(frames) < 4 * max_frames:
+        while time.monotonic() < deadline and seen < 4 * max_frames:
             ok, frame = cap.read()
             if not ok or frame is None:
                 break
-            frames.append(frame)
+            last = frame
+            if seen % stride == 0:
+                kept.append(small_gray(frame))
+                if len(kept) >= 2 * max_frames:  # thin out: keep every other, then sample less
+                    kept, stride = kept[::2], stride * 2
+            seen += 1
     finally:
         cap.release()
-    if not frames:
+    if last is None:
         raise CameraError("the camera delivered no frame")
-    step = max(1, len(frames) // max_frames)
-    return frames[::step]
+    step = max(1, len(kept) // max_frames)
+    return [*kept[::step][-(max_frames - 1) :], last] if max_frames > 1 else [last]
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:

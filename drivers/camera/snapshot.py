@@ -17,6 +17,19 @@ import numpy as np
 from drivers.camera.capture import Frame
 from drivers.camera.counting import Line
 
+# Motion is judged on grey frames at most this wide (a burst of full-size frames would cost
+# gigabytes at 1080p); the mask is scaled back up to the snapshot's size.
+MASK_WIDTH = 480
+
+
+def small_gray(frame: Frame) -> Frame:
+    """The frame in grey, at most MASK_WIDTH wide (unchanged if it already is)."""
+    gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
+    h, w = gray.shape[:2]
+    if w <= MASK_WIDTH:
+        return gray
+    return cv2.resize(gray, (MASK_WIDTH, round(h * MASK_WIDTH / w)), interpolation=cv2.INTER_AREA)
+
 
 def moving_mask(frames: Sequence[Frame], threshold: int = 30) -> Frame:
     """255 where the last frames differ from the burst's median (grown by w/10)."""
@@ -37,12 +50,20 @@ def moving_mask(frames: Sequence[Frame], threshold: int = 30) -> Frame:
 
 
 def setup_snapshot(frames: Sequence[Frame], line: Line) -> Frame:
-    """The last frame of the burst, moving regions blurred, the line and its "in" side drawn."""
+    """The last frame of the burst, moving regions blurred, the line and its "in" side drawn.
+
+    Only the last frame is needed at full size (in colour); the earlier ones may already be
+    :func:`small_gray` copies.
+    """
     if not frames:
         raise ValueError("a snapshot needs at least one frame")
     frame = frames[-1].copy()
     h, w = frame.shape[:2]
-    mask = moving_mask(frames) if len(frames) > 1 else np.full((h, w), 255, np.uint8)
+    if len(frames) > 1:
+        small = moving_mask([small_gray(f) for f in frames])
+        mask = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
+    else:
+        mask = np.full((h, w), 255, np.uint8)
     sigma = max(8.0, w / 25)
     blurred = cv2.GaussianBlur(frame, (0, 0), sigma)
     frame[mask > 0] = blurred[mask > 0]

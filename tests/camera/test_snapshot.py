@@ -71,3 +71,17 @@ def test_snapshot_without_camera_is_a_clear_error(
     )
     assert "no [camera] source configured" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_burst_keeps_small_grey_frames_and_one_full_frame(tmp_path: Path) -> None:
+    from agent.camera.cli import grab_burst
+
+    b = SceneBuilder(width=1280, height=720, seed=3)
+    b.path([(0.1, 0.5, 0), (0.9, 0.5, 0)], speed=0.01, size=0.15, color=4)
+    video = tmp_path / "hd.avi"
+    write_video(video, b.scene())
+
+    frames = grab_burst(str(video), seconds=30, max_frames=12)
+    assert 2 <= len(frames) <= 12
+    assert frames[-1].shape == (720, 1280, 3)
+    assert all(f.ndim == 2 and f.shape[1] <= 480 for f in frames[:-1])
