@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import json
 import signal
-import socket
 import sqlite3
 import sys
 import tempfile
@@ -29,34 +28,23 @@ import psutil  # type: ignore[import-untyped]  # no stubs installed here
 
 from drivers.rfid.scenarios import throughput
 from drivers.rfid.simulator import ReaderSimulator
+from tests.helpers import agent_toml, free_port
 
 BIN = Path(sys.executable).parent
 LEAD_S = 8.0  # reads start this long after the simulators listen: the agent connects first
 ANTENNAS = 4
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def agent_config(data_dir: Path, ports: list[int]) -> str:
     """An agent config: no printer, one [[rfid.readers]] per simulator, 4 rooms each."""
-    text = (
-        f'[store]\nid = "BENCH"\ndata_dir = "{data_dir}"\n'
-        f'[api]\nlisten = "127.0.0.1:{free_port()}"\nkey = "bench-pos-key-0123"\n'
-        '[cloud]\nurl = "http://127.0.0.1:9"\n[rfid]\n'
-    )
+    text = "[rfid]\n"
     for i, port in enumerate(ports, 1):
         rooms = ", ".join(f'"{a}" = "r{i}-room-{a}"' for a in range(1, ANTENNAS + 1))
         text += (
             f'[[rfid.readers]]\nname = "reader-{i}"\nhost = "127.0.0.1:{port}"\n'
             f"rooms = {{{rooms}}}\n"
         )
-    return text
+    return agent_toml(data_dir, free_port(), None, extra=text)
 
 
 def stored_reads(db: Path) -> int:
@@ -102,8 +90,8 @@ async def run(seconds: float, readers: int, rate: int, workdir: Path) -> dict[st
         ]
         data_dir = workdir / "data"
         config = workdir / "agent.toml"
-        config.write_text(agent_config(data_dir, [sim.port for sim in sims]))
-        log = (workdir / "agent.log").open("wb")
+        await asyncio.to_thread(config.write_text, agent_config(data_dir, [s.port for s in sims]))
+        log = await asyncio.to_thread((workdir / "agent.log").open, "wb")
         stack.callback(log.close)
         proc = await asyncio.create_subprocess_exec(
             str(BIN / "storelink-agent"),

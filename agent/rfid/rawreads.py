@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
 
-from agent.db import Database, Durability, StorageFull
-from agent.rfid.sessions import Read
+from agent.db import Database, DatabaseError, Durability
+from drivers.rfid.reads import TagRead
 
 _UPSERT = """
 INSERT INTO rfid_reads (second, reader, antenna, epc, reads, seen, rssi_max, rssi_sum)
@@ -26,13 +25,6 @@ ON CONFLICT (second, reader, antenna, epc) DO UPDATE SET
 # Retention deletes at most this many seconds of reads per transaction, so a large backlog
 # of old rows never holds the writer (and the POS's sales) for long.
 PRUNE_CHUNK_S = 600
-
-
-class CountedRead(Read, Protocol):
-    """A read that also says how many times the tag was seen (``TagSeenCount``)."""
-
-    @property
-    def count(self) -> int: ...
 
 
 @dataclass(slots=True)
@@ -53,9 +45,9 @@ class RawReadLog:
         self._sums: dict[tuple[int, str, int, bytes], _Sum] = {}
         self.received = 0  # reads added since start
         self.written = 0  # reads committed since start
-        self.dropped = 0  # reads lost because the disk was full (counted, never silent)
+        self.dropped = 0  # reads whose write failed, e.g. the disk was full (never silent)
 
-    def add(self, reader: str, reads: Iterable[CountedRead], offset_us: int) -> None:
+    def add(self, reader: str, reads: Iterable[TagRead], offset_us: int) -> None:
         """Account one report's reads (timestamps + ``offset_us`` = the agent's clock)."""
         sums = self._sums
         n = 0
@@ -82,7 +74,11 @@ class RawReadLog:
         ]
 
     async def flush(self, db: Database) -> int:
-        """Write the pending sums in one transaction; the number of reads written."""
+        """Write the pending sums in one transaction; the number of reads written.
+
+        On a failed write (StorageFull or another DatabaseError) the sums are dropped, counted
+        in ``dropped``, and the error is raised.
+        """
         rows = self.take()
         if not rows:
             return 0
@@ -90,36 +86,40 @@ class RawReadLog:
         try:
             async with db.write(Durability.NORMAL) as conn:
                 await conn.executemany(_UPSERT, rows)
-        except StorageFull:
+        except DatabaseError:
             self.dropped += reads
             raise
         self.written += reads
         return reads
 
 
-async def drop_oldest_reads(db: Database) -> int:
-    """Storage is full: delete the oldest stretch of raw reads (telemetry yields to sales)."""
+async def _delete_oldest_chunk(db: Database, before_second: int | None) -> tuple[int, bool]:
+    """Delete up to ``PRUNE_CHUNK_S`` seconds of the oldest reads older than ``before_second``
+    (None: no bound); (rows deleted, whether there was anything to delete)."""
     async with db.reader.execute("SELECT min(second) FROM rfid_reads") as cur:
         row = await cur.fetchone()
-    if row is None or row[0] is None:
-        return 0
+    oldest = row[0] if row is not None else None
+    if oldest is None or (before_second is not None and oldest >= before_second):
+        return 0, False
+    limit = oldest + PRUNE_CHUNK_S
+    if before_second is not None:
+        limit = min(limit, before_second)
     async with db.write(Durability.NORMAL) as conn:
-        cur = await conn.execute(
-            "DELETE FROM rfid_reads WHERE second < ?", (row[0] + PRUNE_CHUNK_S,)
-        )
-        return cur.rowcount
+        cur = await conn.execute("DELETE FROM rfid_reads WHERE second < ?", (limit,))
+        return cur.rowcount, True
+
+
+async def drop_oldest_reads(db: Database) -> int:
+    """Storage is full: delete the oldest stretch of raw reads (telemetry yields to sales)."""
+    deleted, _ = await _delete_oldest_chunk(db, None)
+    return deleted
 
 
 async def prune_reads(db: Database, before_second: int) -> int:
     """Delete raw reads older than ``before_second`` (Unix s), in short transactions."""
-    deleted = 0
+    total = 0
     while True:
-        async with db.reader.execute("SELECT min(second) FROM rfid_reads") as cur:
-            row = await cur.fetchone()
-        oldest = row[0] if row is not None else None
-        if oldest is None or oldest >= before_second:
-            return deleted
-        limit = min(before_second, oldest + PRUNE_CHUNK_S)
-        async with db.write(Durability.NORMAL) as conn:
-            cur = await conn.execute("DELETE FROM rfid_reads WHERE second < ?", (limit,))
-            deleted += cur.rowcount
+        deleted, more = await _delete_oldest_chunk(db, before_second)
+        if not more:
+            return total
+        total += deleted

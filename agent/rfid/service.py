@@ -10,9 +10,11 @@ Times: the agent's clock is the wall time at start plus the monotonic clock sinc
 clock step (NTP) neither stalls nor stretches sessions; reader timestamps are mapped onto it
 per reader (see :class:`~agent.rfid.sessions.ReaderClock`).
 
-Shutdown: readers stop first, then visits past the minimum dwell close as ``shutdown`` (see
-agent/rfid/sessions.py), their events are emitted and raw reads flushed, before the outbox
-closes (the composition root stops this service before the outbox).
+Shutdown: readers stop first; the housekeeping task is told to stop and finishes the write it
+may be waiting for (cancelling it there would lose the raw reads or sessions it holds); then
+visits past the minimum dwell close as ``shutdown`` (see agent/rfid/sessions.py), their events
+are emitted and raw reads flushed, before the outbox closes (the composition root stops this
+service before the outbox).
 """
 
 from __future__ import annotations
@@ -100,12 +102,13 @@ class RfidService:
         self.raw = RawReadLog()
         self._reader_clocks = {reader.name: ReaderClock() for reader in rfid.readers}
         self._finished: list[TryOn] = []
-        self._available: dict[str, bool | None] = {r.name: None for r in rfid.readers}
         self._status_due: dict[str, tuple[bool, str]] = {
             r.name: (False, "not connected yet") for r in rfid.readers
         }
         self._products = ProductLookup(db.reader)
-        self._tasks: list[asyncio.Task[None]] = []
+        self._readers: list[asyncio.Task[None]] = []
+        self._housekeeper: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self.sessions_emitted = 0
         self.raw_rows_dropped = 0  # per-second rows deleted early to make room
         self._storage_full = False
@@ -133,8 +136,8 @@ class RfidService:
                 on_reads=functools.partial(self._on_reads, reader.name),
                 on_state=functools.partial(self._on_state, reader.name),
             )
-            self._tasks.append(asyncio.create_task(driver.run(), name=f"rfid-{reader.name}"))
-        self._tasks.append(asyncio.create_task(self._housekeeping(), name="rfid-housekeeping"))
+            self._readers.append(asyncio.create_task(driver.run(), name=f"rfid-{reader.name}"))
+        self._housekeeper = asyncio.create_task(self._housekeeping(), name="rfid-housekeeping")
         log.info(
             "rfid: %d reader(s), %d room(s)",
             len(rfid.readers),
@@ -148,14 +151,17 @@ class RfidService:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if not self._tasks:
+        if self._housekeeper is None:
             return
-        for task in self._tasks:
+        for task in self._readers:
             task.cancel()
-        for task in self._tasks:
+        for task in self._readers:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._tasks.clear()
+        self._stopping.set()
+        await self._housekeeper
+        self._readers.clear()
+        self._housekeeper = None
         self._finished.extend(self.tracker.close_all(self._clock.now_us()))
         try:
             await self._emit_finished()
@@ -163,11 +169,12 @@ class RfidService:
         except DatabaseError:
             log.exception("rfid: could not save the last reads and sessions at shutdown")
         log.info(
-            "rfid stopped: %d reads received, %d stored, %d dropped (disk full), "
-            "%d try-on sessions",
+            "rfid stopped: %d reads received, %d stored, %d dropped (not written), "
+            "%d per-second rows deleted early for space, %d try-on sessions",
             self.raw.received,
             self.raw.written,
             self.raw.dropped,
+            self.raw_rows_dropped,
             self.sessions_emitted,
         )
 
@@ -182,10 +189,7 @@ class RfidService:
             self._finished.extend(finished)
 
     def _on_state(self, reader: str, available: bool, detail: str) -> None:
-        # The driver logs each change once (WARNING on drop, INFO on return); this records it.
-        if self._available[reader] == available:
-            return
-        self._available[reader] = available
+        # The driver calls this only on a change, and logs it (WARNING on drop, INFO on return).
         self._status_due[reader] = (available, detail)
         if available:
             self._reader_clocks[reader].reset()
@@ -195,7 +199,7 @@ class RfidService:
 
     async def _housekeeping(self) -> None:
         next_flush = time.monotonic() + RAW_FLUSH_S
-        while True:
+        while not self._stopping.is_set():
             try:
                 self._finished.extend(self.tracker.tick(self._clock.now_us()))
                 await self._emit_finished()
@@ -207,15 +211,18 @@ class RfidService:
                     if self._storage_full:
                         self._storage_full = False
                         log.info(
-                            "rfid: storage available again; %d raw reads were dropped",
+                            "rfid: storage available again; %d raw reads were dropped and "
+                            "%d per-second rows deleted early",
                             self.raw.dropped,
+                            self.raw_rows_dropped,
                         )
             except StorageFull:
                 await self._make_room()
             except (DatabaseError, sqlite3.Error):
-                # Raw reads of this second are lost; sessions are in memory and stay.
+                # Raw reads of this second are lost (counted); sessions are in memory and stay.
                 log.exception("rfid: could not write raw reads or reader status")
-            await asyncio.sleep(TICK_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), TICK_S)
 
     async def _make_room(self) -> None:
         """The disk is full: raw reads go first, oldest first, so sales keep their space."""

@@ -32,7 +32,9 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
+
+from drivers.rfid.reads import TagRead
 
 ClosedBy = Literal["left", "max_duration", "shutdown"]
 
@@ -42,19 +44,6 @@ SWEEP_EVERY_US = 250_000
 # A reader's timestamps lagging the agent's clock by this much more than before mean its
 # clock jumped (a reboot resets it, NTP steps it): the mapping is re-anchored.
 CLOCK_JUMP_US = 5 * US
-
-
-class Read(Protocol):
-    """What the tracker needs of a tag read (``drivers.rfid.reader.TagRead`` has it)."""
-
-    @property
-    def antenna(self) -> int: ...
-    @property
-    def epc(self) -> bytes: ...
-    @property
-    def rssi(self) -> float: ...
-    @property
-    def seen_at_us(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,13 +128,14 @@ class _Garment:
         "window",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, room: str, t: int) -> None:
+        """A garment first read at ``t`` in ``room``."""
         self.window: deque[tuple[int, str, float]] = deque()
         self.sums: dict[str, list[float]] = {}  # room -> [rssi sum, reads] over the window
-        self.room: str | None = None
-        self.start = 0
-        self.last = 0  # last read of the garment anywhere (presence)
-        self.last_here = 0  # last read while this visit's room led
+        self.room = room
+        self.start = t
+        self.last = t  # last read of the garment anywhere (presence)
+        self.last_here = t  # last read while this visit's room led
         self.challenger: str | None = None
         self.challenger_since = 0
         self.left_behind = False
@@ -187,7 +177,7 @@ class TryOnTracker:
         self._down.discard(reader)
         self._up_since[reader] = max(now_us, self._now)
 
-    def observe(self, reader: str, reads: Iterable[Read], offset_us: int = 0) -> list[TryOn]:
+    def observe(self, reader: str, reads: Iterable[TagRead], offset_us: int = 0) -> list[TryOn]:
         """Feed one report's reads of ``reader`` (timestamps + ``offset_us`` = timeline)."""
         rooms = self._rooms
         window = self._s.window_us
@@ -201,7 +191,7 @@ class TryOnTracker:
                 self._now = t
             garment = self._garments.get(read.epc)
             if garment is None:
-                garment = self._garments[read.epc] = _Garment()
+                garment = self._garments[read.epc] = _Garment(room, t)
             self._slide(garment, t, room, read.rssi, window)
             self._place(read.epc, garment, t, done)
         if self._now >= self._next_sweep:
@@ -221,7 +211,7 @@ class TryOnTracker:
         done: list[TryOn] = []
         self._sweep(done)
         for epc, g in self._garments.items():
-            if g.room is not None and not g.left_behind:
+            if not g.left_behind:
                 self._finish(epc, g, g.room, g.start, g.last, "shutdown", done)
         self._garments.clear()
         return done
@@ -248,9 +238,6 @@ class TryOnTracker:
 
     def _place(self, epc: bytes, g: _Garment, t: int, done: list[TryOn]) -> None:
         leader = g.leader()
-        if g.room is None:
-            self._begin(g, leader, t)
-            return
         g.last = max(g.last, t)
         if leader == g.room:
             g.challenger = None
@@ -297,8 +284,6 @@ class TryOnTracker:
         gone: list[bytes] = []
         for epc, g in self._garments.items():
             room = g.room
-            if room is None:
-                continue
             reader = self._reader_of[room]
             if reader in self._down:
                 continue

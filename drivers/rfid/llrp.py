@@ -553,6 +553,27 @@ def parse_rospec_id(body: bytes, what: str) -> int:
     return int(_U32.unpack(body)[0])
 
 
+def _antenna_configurations(aispec_tail: bytes) -> Iterator[Param]:
+    """The AntennaConfiguration parameters of an AISpec's InventoryParameterSpecs."""
+    for spec in iter_params(aispec_tail, "AISpec"):
+        if spec.type == Par.INVENTORY_PARAMETER_SPEC:
+            for conf in iter_params(spec.body[3:], "InventoryParameterSpec"):
+                if conf.type == Par.ANTENNA_CONFIGURATION:
+                    yield conf
+
+
+def _c1g2_inventory(body: bytes) -> tuple[int | None, int | None]:
+    """(session, Impinj search mode) of a C1G2InventoryCommand, None where absent."""
+    session: int | None = None
+    search_mode: int | None = None
+    for s in iter_params(body[1:], "C1G2InventoryCommand"):
+        if s.type == Par.C1G2_SINGULATION_CONTROL:
+            session = _unpack("!B", s.body, "SingulationControl")[0] >> 6
+        elif s.type == Par.CUSTOM and s.vendor_id == VENDOR_IMPINJ and s.subtype == 23:
+            search_mode = _unpack("!H", s.body, "SearchMode")[0]
+    return session, search_mode
+
+
 def parse_add_rospec(body: bytes) -> RoSpecInfo:
     """The ROSpec of an ADD_ROSPEC body."""
     rospec = next((p for p in iter_params(body, "ADD_ROSPEC") if p.type == Par.ROSPEC), None)
@@ -574,26 +595,15 @@ def parse_add_rospec(body: bytes) -> RoSpecInfo:
             (count,) = _unpack("!H", p.body, "AISpec")
             ids = _unpack(f"!{count}H", p.body[2:], "AISpec antenna list")
             antennas.extend(a for a in ids if a)
-            for a in iter_params(p.body[2 + 2 * count :], "AISpec"):
-                if a.type != Par.INVENTORY_PARAMETER_SPEC:
-                    continue
-                for conf in iter_params(a.body[3:], "InventoryParameterSpec"):
-                    if conf.type != Par.ANTENNA_CONFIGURATION:
-                        continue
-                    (ant,) = _unpack("!H", conf.body, "AntennaConfiguration")
-                    for c in iter_params(conf.body[2:], "AntennaConfiguration"):
-                        if c.type == Par.RF_TRANSMITTER:
-                            tx_power[ant] = _unpack("!HHH", c.body, "RFTransmitter")[2]
-                        elif c.type == Par.C1G2_INVENTORY_COMMAND:
-                            for s in iter_params(c.body[1:], "C1G2InventoryCommand"):
-                                if s.type == Par.C1G2_SINGULATION_CONTROL:
-                                    session = _unpack("!B", s.body, "SingulationControl")[0] >> 6
-                                elif (
-                                    s.type == Par.CUSTOM
-                                    and s.vendor_id == VENDOR_IMPINJ
-                                    and s.subtype == 23
-                                ):
-                                    search_mode = _unpack("!H", s.body, "SearchMode")[0]
+            for conf in _antenna_configurations(p.body[2 + 2 * count :]):
+                (ant,) = _unpack("!H", conf.body, "AntennaConfiguration")
+                for c in iter_params(conf.body[2:], "AntennaConfiguration"):
+                    if c.type == Par.RF_TRANSMITTER:
+                        tx_power[ant] = _unpack("!HHH", c.body, "RFTransmitter")[2]
+                    elif c.type == Par.C1G2_INVENTORY_COMMAND:
+                        found_session, found_mode = _c1g2_inventory(c.body)
+                        session = session if found_session is None else found_session
+                        search_mode = search_mode if found_mode is None else found_mode
         elif p.type == Par.RO_REPORT_SPEC:
             for r in iter_params(p.body[3:], "ROReportSpec"):
                 if r.type == Par.TAG_REPORT_CONTENT_SELECTOR:

@@ -122,8 +122,8 @@ class LlrpReader:
 
     ``on_reads`` gets one list per RO_ACCESS_REPORT and ``on_state(available, why)`` each time
     availability changes (the first failed connection counts as a change to unavailable), both
-    on the event loop thread. Power in dBm is mapped by sllurp to the power table index the
-    reader announces in its capabilities (the highest entry not above the request).
+    on the event loop thread. Power in dBm is mapped to the index of the nearest entry of the
+    power table the reader announces in its capabilities (None: the table's maximum).
     ``search_mode`` is Impinj's inventory search mode (2 = dual target); None leaves Impinj
     extensions off, for non-Impinj readers.
     """
@@ -139,7 +139,6 @@ class LlrpReader:
         session: int = 2,
         search_mode: int | None = 2,
         tag_population: int = 16,
-        report_every_n_tags: int = 1,
         keepalive_s: float = 5.0,
         reconnect_min_s: float = 0.5,
         reconnect_max_s: float = 30.0,
@@ -163,7 +162,6 @@ class LlrpReader:
         self.session = session
         self.search_mode = search_mode
         self.tag_population = tag_population
-        self.report_every_n_tags = report_every_n_tags
         self.keepalive_s = keepalive_s
         self.reconnect_min_s = reconnect_min_s
         self.reconnect_max_s = reconnect_max_s
@@ -174,10 +172,6 @@ class LlrpReader:
         # Written by sllurp's thread, read by the loop (single attribute stores under the GIL).
         self._last_rx = 0.0
         self._inventorying = False
-        self.tx_power_index: int | None = None  # the power table index in use, once known
-        self.reads_received = 0
-        self.bad_tag_reports = 0
-        self.connects = 0
 
     @property
     def available(self) -> bool:
@@ -204,7 +198,7 @@ class LlrpReader:
             "tx_power": 0,  # 0 = the table's maximum, unless tx_power_dbm picks an entry
             "session": self.session,
             "tag_population": self.tag_population,
-            "report_every_n_tags": self.report_every_n_tags,
+            "report_every_n_tags": 1,
             "tag_content_selector": dict(_CONTENT_SELECTOR),
             "impinj_search_mode": self.search_mode,
             "keepalive_interval": max(1, round(self.keepalive_s * 1000)),
@@ -234,8 +228,7 @@ class LlrpReader:
     async def _session(self) -> str:
         """One connection from connect to loss; returns why it ended."""
         loop = asyncio.get_running_loop()
-        lost = asyncio.Event()
-        lost_why: list[str] = []
+        lost: asyncio.Future[str] = loop.create_future()  # why the connection ended
         self._inventorying = False
         self._last_rx = time.monotonic()
         client = _SllurpClient(self.host, self.port, self._config(), timeout=_CONNECT_TIMEOUT_S)
@@ -258,7 +251,6 @@ class LlrpReader:
             if index is not None:
                 for antenna in self.antennas:
                     client.config.tx_power[antenna] = index
-                self.tx_power_index = index
 
         def on_inventorying(_client: LLRPReaderClient, _state: int) -> None:
             self._last_rx = time.monotonic()
@@ -274,9 +266,8 @@ class LlrpReader:
             loop.call_soon_threadsafe(_mark_lost, why)
 
         def _mark_lost(why: str) -> None:
-            if not lost.is_set():
-                lost_why.append(why)
-                lost.set()
+            if not lost.done():
+                lost.set_result(why)
 
         client.add_tag_report_callback(on_report)
         client.add_message_callback("KEEPALIVE", on_keepalive)
@@ -297,27 +288,22 @@ class LlrpReader:
             await asyncio.to_thread(self._close_client, client, False)
             return f"cannot connect to {self.host}:{self.port}: {err}"
 
-        self.connects += 1
         polite = True
         try:
-            why = await self._watch(client, lost, lost_why)
+            why = await self._watch(client, lost)
             polite = False
             return why
         finally:
             await asyncio.to_thread(self._close_client, client, polite)
 
-    async def _watch(
-        self, client: LLRPReaderClient, lost: asyncio.Event, lost_why: list[str]
-    ) -> str:
+    async def _watch(self, client: LLRPReaderClient, lost: asyncio.Future[str]) -> str:
         started = time.monotonic()
         silence_s = _KEEPALIVE_MISSES * self.keepalive_s
         setup_s = max(10.0, silence_s)
         tick = min(0.5, self.keepalive_s / 4)
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(lost.wait(), tick)
-            if lost.is_set():
-                return lost_why[0]
+                return await asyncio.wait_for(asyncio.shield(lost), tick)
             if not client.is_alive():
                 return "sllurp's connection thread ended (undecodable frame from the reader?)"
             now = time.monotonic()
@@ -333,11 +319,9 @@ class LlrpReader:
 
     def _deliver(self, reads: list[TagRead], bad: int) -> None:
         if bad:
-            self.bad_tag_reports += bad
             _LOGGER.debug("reader %s: %d tag reports without a usable EPC", self.name, bad)
         if not reads:
             return
-        self.reads_received += len(reads)
         try:
             self._on_reads(reads)
         except Exception:

@@ -29,7 +29,7 @@ import itertools
 import math
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from drivers.rfid.reads import TagRead
 from drivers.rfid.sgtin import encode_sgtin96, gtin_check_digit
@@ -254,7 +254,7 @@ def _fitting_room_plan(
             if end is not None and p.start_us >= end:
                 return
             if end is not None and p.end_us > end:
-                p = Presence(end_us=end, **{k: getattr(p, k) for k in _PRESENCE_KEEP})
+                p = replace(p, end_us=end)
             if p.end_us > p.start_us:
                 out.add(p)
 
@@ -318,9 +318,6 @@ def _fitting_room_plan(
         yield from out.release(None)
 
     return plan
-
-
-_PRESENCE_KEEP = ("start_us", "epc", "reader", "antenna", "rssi_dbm", "read_probability")
 
 
 def fitting_rooms(

@@ -24,7 +24,7 @@ reports or answers), ``drop_connection()``, ``reboot(down_s)`` (drop, refuse con
 ``down_s``, forget ROSpecs, listen again on the same port), ``send_malformed_report()`` and
 ``send_truncated_report()``, ``inject(reads)`` (report these at the next tick).
 
-Run alone (the agent CLI wires ``storelink-agent rfid simulate`` to ``main``)::
+Run alone (``storelink-agent rfid simulate`` shares its options and ``run``)::
 
     python -m drivers.rfid.simulator --listen 127.0.0.1:5084 --scenario fitting-rooms
 """
@@ -45,6 +45,7 @@ from typing import Any
 from drivers.rfid import llrp
 from drivers.rfid.llrp import Frame, LlrpFrameError, Msg, Status
 from drivers.rfid.reads import TagRead
+from drivers.rfid.scenarios import SCENARIOS
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -561,19 +562,18 @@ def _parse_listen(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``rfid simulate`` command line."""
-    from drivers.rfid.scenarios import SCENARIOS
+DESCRIPTION = "Run an LLRP reader simulator playing a scripted scenario."
 
-    parser = argparse.ArgumentParser(
-        prog="storelink-agent rfid simulate",
-        description="Run an LLRP reader simulator playing a scripted scenario.",
-    )
+
+def add_arguments(parser: argparse.ArgumentParser, *, listen_required: bool = False) -> None:
+    """The simulator's options (also ``storelink-agent rfid simulate``'s, where --listen is
+    required)."""
     parser.add_argument(
         "--listen",
         type=_parse_listen,
+        required=listen_required,
         default=("127.0.0.1", 5084),
-        help="HOST:PORT to listen on (default 127.0.0.1:5084)",
+        help="HOST:PORT to listen on" + ("" if listen_required else " (default 127.0.0.1:5084)"),
     )
     parser.add_argument(
         "--scenario",
@@ -597,12 +597,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="stop after this many wall-clock seconds (default: until Ctrl-C)",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The simulator's command line when run alone."""
+    parser = argparse.ArgumentParser(
+        prog="python -m drivers.rfid.simulator", description=DESCRIPTION
+    )
+    add_arguments(parser)
     return parser
 
 
 async def _run(args: argparse.Namespace) -> None:
-    from drivers.rfid.scenarios import SCENARIOS
-
     host, port = args.listen
     # endless, with timestamps from now: a demo or bench runs it for as long as it likes
     scenario = SCENARIOS[args.scenario](
@@ -631,13 +637,17 @@ async def _run(args: argparse.Namespace) -> None:
             await asyncio.sleep(args.duration)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``storelink-agent rfid simulate``; returns the exit status."""
-    args = build_parser().parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """Run the simulator the parsed options describe until Ctrl-C (or --duration); exit 0."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_run(args))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m drivers.rfid.simulator``; returns the exit status."""
+    return run(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

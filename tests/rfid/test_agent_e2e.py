@@ -13,10 +13,10 @@ from typing import Any
 
 import aiosqlite
 
-from agent.app import run_agent
 from agent.config import AgentConfig, load_config
 from agent.db import DB_FILE, Database
 from drivers.rfid.simulator import ReaderSimulator
+from tests.agent.conftest import start_agent
 from tests.helpers import free_port
 from tests.rfid.streams import (
     DRESS,
@@ -59,14 +59,8 @@ async def agent(config: AgentConfig) -> AsyncIterator[Path]:
     await asyncio.to_thread(config.store.data_dir.mkdir, mode=0o700)
     async with Database(db_path) as db:
         await seed_catalogue(db)
-    stop, started = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run_agent(config, stop, started), name="agent")
-    await asyncio.wait_for(started.wait(), 30)
-    try:
+    async with start_agent(config):
         yield db_path
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
 
 
 async def wait_for_tryons(path: Path, count: int, within_s: float) -> list[dict[str, Any]]:

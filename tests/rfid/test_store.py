@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.db import Database, Durability
+from agent.db import Database, DatabaseError, Durability, StorageFull
 from agent.rfid.products import ProductLookup, gtin_of
 from agent.rfid.rawreads import RawReadLog, prune_reads
 from agent.sale import InvalidSale, parse_sale
@@ -85,3 +85,15 @@ def test_sale_lines_carry_epcs() -> None:
     body["lines"][0]["epcs"] = ["ABC"]
     with pytest.raises(InvalidSale, match=r"lines\[0\]\.epcs\[0\]"):
         parse_sale(body)
+
+
+async def test_raw_reads_lost_to_a_database_error_are_counted(tmp_path: Path) -> None:
+    log = RawReadLog()
+    log.add("a", [TagRead("a", 1, JACKET, -50.0, 1_800_000_000 * 1_000_000, 1)] * 3, 0)
+    db = Database(tmp_path / "agent.db")
+    async with db:
+        pass  # opened and migrated, now closed: the write fails, not with StorageFull
+    with pytest.raises(DatabaseError) as failed:
+        await log.flush(db)
+    assert not isinstance(failed.value, StorageFull)
+    assert (log.received, log.written, log.dropped) == (3, 0, 3)
