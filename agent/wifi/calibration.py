@@ -117,6 +117,18 @@ class OccupancyModel:
         return model
 
 
+# The factory calibration: fitted by `storelink-agent wifi calibrate` on the 24 counted days of
+# ../shared/data/wifi/lab-occupancy-dev (a university lab, one ESP32 sniffer). Used when a
+# store has none of its own; a store's own calibration is better (another room, another
+# sniffer position), so status and logs say which one is in use.
+REFERENCE_CALIBRATION = Path(__file__).with_name("reference-calibration.json")
+
+
+def reference_model() -> OccupancyModel:
+    """The factory calibration shipped with storelink (blocking I/O)."""
+    return load_model(REFERENCE_CALIBRATION)
+
+
 def load_model(path: Path) -> OccupancyModel:
     """Read a calibration file (blocking I/O)."""
     try:

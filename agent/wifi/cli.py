@@ -13,7 +13,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from agent.wifi.calibration import CalibrationError, OccupancyModel, fit, load_model, read_truth
+from agent.wifi.calibration import (
+    CalibrationError,
+    OccupancyModel,
+    fit,
+    load_model,
+    read_truth,
+    reference_model,
+)
 from agent.wifi.replay import (
     ReplaySettings,
     read_capture,
@@ -58,11 +65,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.window < 10:
         return _fail("--window must be at least 10 seconds")
     try:
-        model = (
-            load_model(args.calibration)
-            if args.calibration
-            else OccupancyModel.uncalibrated(max(args.window, 60))
-        )
+        # Without --calibration: the factory calibration (see agent/wifi/calibration.py).
+        model = load_model(args.calibration) if args.calibration else reference_model()
         frames = read_capture(args.pcap)
     except (CalibrationError, PcapError, OSError) as err:
         return _fail(str(err))

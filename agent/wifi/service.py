@@ -40,7 +40,12 @@ from agent.db import Database, DatabaseError, Durability
 from agent.devicestatus import record_device_status
 from agent.jobs import JobScheduler
 from agent.outbox import NewEvent, Outbox, ms_to_iso
-from agent.wifi.calibration import CalibrationError, OccupancyModel, load_model
+from agent.wifi.calibration import (
+    CalibrationError,
+    OccupancyModel,
+    load_model,
+    reference_model,
+)
 from agent.wifi.devices import Device, DeviceGrouper, FixedLearner
 from agent.wifi.privacy import DeviceHasher, WifiSecretError, fixed_tag, load_or_create_secret
 from agent.wifi.replay import Frame, read_capture
@@ -139,11 +144,7 @@ class WifiService:
             # Without the secret nothing may be hashed: no sniffing at all, said loudly.
             await self._set_status(False, str(err))
             return self
-        if self.cfg.calibration is not None:
-            try:
-                self.model = await asyncio.to_thread(load_model, self.cfg.calibration)
-            except CalibrationError as err:
-                log.warning("wifi: %s; occupancy is uncalibrated", err)
+        self.model = await self._load_model()
         self._today = datetime.now(self._zone).date()
         self._hasher = DeviceHasher(secret, self._today, stable=self.cfg.stable_keys)
         self._parser = ProbeParser(self._hasher)
@@ -175,6 +176,21 @@ class WifiService:
             "calibrated" if self.model.calibrated else "uncalibrated",
         )
         return self
+
+    async def _load_model(self) -> OccupancyModel:
+        """The store's calibration, else the factory one (said in the log), else none."""
+        if self.cfg.calibration is not None:
+            try:
+                return await asyncio.to_thread(load_model, self.cfg.calibration)
+            except CalibrationError as err:
+                log.warning("wifi: %s; using the factory calibration instead", err)
+        try:
+            model = await asyncio.to_thread(reference_model)
+        except CalibrationError as err:
+            log.warning("wifi: %s; occupancy is uncalibrated", err)
+            return OccupancyModel.uncalibrated()
+        log.info("wifi: occupancy from the factory calibration; `wifi calibrate` fits this store")
+        return model
 
     async def __aexit__(
         self,

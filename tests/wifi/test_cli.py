@@ -111,3 +111,12 @@ def test_bad_calibration_files_name_the_problem(tmp_path: Path) -> None:
     bad.write_text("{not json")
     with pytest.raises(CalibrationError, match="not JSON"):
         load_model(bad)
+
+
+def test_the_factory_calibration_ships_with_the_package() -> None:
+    from agent.wifi.calibration import reference_model
+
+    model = reference_model()
+    assert model.calibrated
+    assert model.window_s == 600
+    assert model.fitted_r is not None and model.fitted_r > 0.9
