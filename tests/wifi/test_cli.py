@@ -119,4 +119,5 @@ def test_the_factory_calibration_ships_with_the_package() -> None:
     model = reference_model()
     assert model.calibrated
     assert model.window_s == 600
-    assert model.fitted_r is not None and model.fitted_r > 0.9
+    assert model.fitted_r is not None
+    assert model.fitted_r > 0.9
