@@ -3,9 +3,11 @@
 
 - :class:`Discovery` owns one ``AsyncZeroconf`` for the agent process. The agent advertises its
   POS API as ``_storelink._tcp`` (TXT ``store``, ``api``) so POS terminals find it, and print
-  workers resolve ``dnssd://`` printers through it before every connection.
+  workers resolve ``dnssd://`` printers through it before every connection (the RFID service
+  opens one of its own for ``dnssd://`` readers, see agent/rfid/service.py).
 - :func:`resolve_blocking` does the same look-up for the one-shot commands (``doctor``,
-  ``print-test``), which run no event loop of their own.
+  ``print-test``), which run no event loop of their own (:func:`reachable_uri` for a printer,
+  :func:`reader_address` for an RFID reader).
 - :func:`browse` listens for receipt printers, LLRP readers and other agents for a few seconds;
   :func:`config_lines` turns what answered into TOML to paste (pure, no I/O).
 
@@ -47,6 +49,7 @@ from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZerocon
 
 from agent.config import AgentConfig
 from agent.configbase import split_host_port
+from agent.rfid.config import ReaderConfig
 from drivers.printer.uri import PrinterURI
 
 log = logging.getLogger(__name__)
@@ -291,6 +294,19 @@ def reachable_uri(uri: PrinterURI, interfaces: Sequence[str] = ()) -> PrinterURI
     return uri.at(*resolve_blocking(uri.service_name, interfaces))
 
 
+def reader_address(
+    reader: ReaderConfig, interfaces: Sequence[str] = (), timeout_s: float = 3.0
+) -> tuple[str, int]:
+    """An RFID reader's LLRP host and port; a ``dnssd://`` reader's looked up over mDNS.
+
+    Blocking, for the one-shot commands; DiscoveryError when the name does not resolve.
+    """
+    name = reader.service_name
+    if name is None:
+        return reader.address
+    return resolve_blocking(name, interfaces, timeout_s)
+
+
 @dataclass(frozen=True, slots=True)
 class Found:
     """A service that answered a browse."""
@@ -382,7 +398,13 @@ def config_lines(found: Sequence[Found]) -> list[str]:
         elif f.service_type == LLRP_READER:
             lines += [f"# RFID reader {f.instance!r} (LLRP)", "[[rfid.readers]]"]
             lines.append(f"name = {name}")
-            lines.append(f"host = {_toml_str(where or '?')}")
+            # By name, the agent looks the reader up before every connection and follows it.
+            dnssd = _toml_str(f"dnssd://{quote(f.instance, safe='')}.{LLRP_READER.rstrip('.')}")
+            if where:
+                lines.append(f"host = {_toml_str(where)}")
+                lines.append(f"# or by advertised name, followed to a new address: host = {dnssd}")
+            else:
+                lines.append(f"host = {dnssd}")
             lines.append('rooms = { "1" = "fitting-room-1" }   # antenna = room: edit')
             lines.append("")
         elif f.service_type == AGENT_SERVICE:

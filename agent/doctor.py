@@ -31,9 +31,10 @@ import aiohttp
 from agent.camera.config import CameraConfig
 from agent.config import AgentConfig, PrinterConfig
 from agent.db import DB_FILE
-from agent.discovery import DiscoveryError, reachable_uri
+from agent.discovery import DiscoveryError, reachable_uri, reader_address
 from agent.keyfile import KeyFileError, read_key_file
 from agent.receipt import find_cjk_font
+from agent.rfid.config import ReaderConfig
 from agent.storekey import KEY_FILE, StoreKeyError, load_or_create_store_key
 from agent.sync.client import BadAnswer, CloudClient, CloudRejected, CloudUnavailable
 from agent.wifi.config import WifiConfig
@@ -398,6 +399,20 @@ def check_llrp_reader(
     return passed(check, f"{where} answers LLRP (version {version}); connection {what}")
 
 
+def check_reader(reader: ReaderConfig, interfaces: tuple[str, ...] = ()) -> CheckResult:
+    """The reader answers LLRP; a ``dnssd://`` reader's advertised name resolved first."""
+    try:
+        host, port = reader_address(reader, interfaces)
+    except DiscoveryError as err:
+        return failed(
+            f"RFID reader {reader.name}",
+            f"{reader.host}: {err}",
+            "power the reader on and check it is on this LAN "
+            "(`storelink-agent discover` lists what answers)",
+        )
+    return check_llrp_reader(reader.name, host, port)
+
+
 def check_wifi(config: WifiConfig) -> CheckResult:
     """The sniffer's interface exists and is, or can be put, in monitor mode (read-only)."""
     # The driver's own helpers, minus the switch: the doctor looks, the agent acts.
@@ -485,8 +500,7 @@ def device_checks(config: AgentConfig) -> list[Callable[[], CheckResult]]:
         for printer in config.printers
     ]
     for reader in config.rfid.readers:
-        host, port = reader.address
-        checks.append(functools.partial(check_llrp_reader, reader.name, host, port))
+        checks.append(functools.partial(check_reader, reader, config.discovery.interfaces))
     if config.wifi.enabled:
         checks.append(functools.partial(check_wifi, config.wifi))
     if config.camera.enabled:

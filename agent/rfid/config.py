@@ -8,17 +8,25 @@ Decisions a store IT person may trip over, each an error naming its key:
 * a room name used by two readers: a room belongs to one reader, so a try-on's reader is
   implied by its room (several antennas of one reader may serve one room);
 * a reader name used twice, an unknown key anywhere.
+
+A reader's ``host`` is ``HOST``, ``HOST:PORT``, or the name the reader advertises over mDNS:
+``dnssd://Speedway R420 12-34-56._llrp._tcp.local`` (spaces as they are or as ``%20``); the
+agent then looks the name up before every connection and follows the reader to a new address.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import unquote
 
 from pydantic import Field, field_validator, model_validator
 
 from agent.configbase import Identifier, Strict
 
 LLRP_PORT = 5084
+DNSSD_SCHEME = "dnssd://"
+LLRP_SERVICE = "_llrp._tcp.local."  # the DNS-SD type LLRP readers advertise
+_INSTANCE_MAX_BYTES = 63  # DNS-SD instance names are one DNS label (RFC 6763 4.1.1)
 
 RoomName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 
@@ -42,6 +50,31 @@ def split_reader_host(value: str) -> tuple[str, int]:
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ValueError(f"port {port_text!r} is not a number in 1-65535")
     return host, int(port_text)
+
+
+def reader_service_name(value: str) -> str | None:
+    """The DNS-SD service name of a ``dnssd://NAME._llrp._tcp.local`` host, else None.
+
+    Returned with the final dot (``NAME._llrp._tcp.local.``); ValueError for a ``dnssd://``
+    host that names no LLRP reader.
+    """
+    text = value.strip()
+    if not text.lower().startswith(DNSSD_SCHEME):
+        return None
+    name = unquote(text[len(DNSSD_SCHEME) :])
+    full = name if name.endswith(".") else name + "."
+    instance = full.removesuffix("." + LLRP_SERVICE)
+    if instance == full or not instance.strip():
+        raise ValueError(
+            f"expected dnssd://NAME._llrp._tcp.local (the name an LLRP reader advertises), "
+            f"got {value!r}"
+        )
+    if len(instance.encode()) > _INSTANCE_MAX_BYTES:
+        raise ValueError(
+            f"advertised name {instance!r} is longer than {_INSTANCE_MAX_BYTES} bytes, "
+            "which DNS-SD does not allow"
+        )
+    return full
 
 
 class AntennaRoom(Strict):
@@ -70,7 +103,8 @@ class ReaderConfig(Strict):
     @field_validator("host")
     @classmethod
     def _valid_host(cls, value: str) -> str:
-        split_reader_host(value)
+        if reader_service_name(value) is None:
+            split_reader_host(value)
         return value
 
     @field_validator("rooms", mode="before")
@@ -100,8 +134,19 @@ class ReaderConfig(Strict):
         return value
 
     @property
+    def service_name(self) -> str | None:
+        """The DNS-SD name of a reader configured by ``dnssd://``; None for an address."""
+        return reader_service_name(self.host)
+
+    @property
     def address(self) -> tuple[str, int]:
-        """(host, port) of the reader's LLRP endpoint."""
+        """(host, port) of the reader's LLRP endpoint; ValueError for a ``dnssd://`` reader."""
+        name = self.service_name
+        if name is not None:
+            raise ValueError(
+                f"reader {self.name!r} is configured by its advertised name {name!r}: "
+                "its address is looked up over mDNS"
+            )
         return split_reader_host(self.host)
 
     @property

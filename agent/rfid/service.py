@@ -10,6 +10,11 @@ Times: the agent's clock is the wall time at start plus the monotonic clock sinc
 clock step (NTP) neither stalls nor stretches sessions; reader timestamps are mapped onto it
 per reader (see :class:`~agent.rfid.sessions.ReaderClock`).
 
+Readers configured by their advertised name (``dnssd://NAME._llrp._tcp.local``) are looked up
+over mDNS before every connection attempt, through one :class:`~agent.discovery.Discovery` the
+service opens on ``[discovery] interfaces`` when it has such readers and closes after the
+readers stopped. If mDNS cannot start, those readers stay unavailable with the reason.
+
 Shutdown: readers stop first; the housekeeping task is told to stop and finishes the write it
 may be waiting for (cancelling it there would lose the raw reads or sessions it holds); then
 visits past the minimum dwell close as ``shutdown`` (see agent/rfid/sessions.py), their events
@@ -32,8 +37,10 @@ from types import TracebackType
 from agent.config import AgentConfig
 from agent.db import Database, DatabaseError, StorageFull
 from agent.devicestatus import record_device_status
+from agent.discovery import Discovery, DiscoveryError
 from agent.jobs import JobScheduler
 from agent.outbox import NewEvent, Outbox, ms_to_iso
+from agent.rfid.config import LLRP_PORT
 from agent.rfid.products import ProductLookup
 from agent.rfid.rawreads import RawReadLog, drop_oldest_reads, prune_reads
 from agent.rfid.sessions import ReaderClock, SessionSettings, TryOn, TryOnTracker
@@ -107,6 +114,8 @@ class RfidService:
         }
         self._products = ProductLookup(db.reader)
         self._readers: list[asyncio.Task[None]] = []
+        self._mdns: Discovery | None = None
+        self._mdns_error = "mDNS is not running"
         self._housekeeper: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self.sessions_emitted = 0
@@ -121,8 +130,12 @@ class RfidService:
         from drivers.rfid.reader import LlrpReader
 
         self.jobs.every(RETENTION_JOB, 3600, self._prune, run_now=True)
+        llrp_readers = []
         for reader in rfid.readers:
-            host, port = reader.address
+            name = reader.service_name
+            # A dnssd:// reader's address comes from the look-up; the name stands in until then.
+            host, port = reader.address if name is None else (name, LLRP_PORT)
+            resolve = None if name is None else functools.partial(self._resolve, name)
             driver = LlrpReader(
                 reader.name,
                 host,
@@ -135,8 +148,13 @@ class RfidService:
                 keepalive_s=reader.keepalive_s,
                 on_reads=functools.partial(self._on_reads, reader.name),
                 on_state=functools.partial(self._on_state, reader.name),
+                resolve=resolve,
             )
-            self._readers.append(asyncio.create_task(driver.run(), name=f"rfid-{reader.name}"))
+            llrp_readers.append(driver)
+        if any(reader.service_name is not None for reader in rfid.readers):
+            await self._open_mdns()
+        for driver in llrp_readers:
+            self._readers.append(asyncio.create_task(driver.run(), name=f"rfid-{driver.name}"))
         self._housekeeper = asyncio.create_task(self._housekeeping(), name="rfid-housekeeping")
         log.info(
             "rfid: %d reader(s), %d room(s)",
@@ -158,6 +176,9 @@ class RfidService:
         for task in self._readers:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._mdns is not None:
+            mdns, self._mdns = self._mdns, None
+            await mdns.__aexit__(None, None, None)
         self._stopping.set()
         await self._housekeeper
         self._readers.clear()
@@ -177,6 +198,21 @@ class RfidService:
             self.raw_rows_dropped,
             self.sessions_emitted,
         )
+
+    async def _open_mdns(self) -> None:
+        """Start the mDNS look-ups of readers named by ``dnssd://``; a failure is logged once."""
+        mdns = Discovery(self.config.discovery.interfaces)
+        try:
+            self._mdns = await mdns.__aenter__()
+        except DiscoveryError as err:
+            self._mdns_error = f"mDNS could not start: {err}"
+            log.warning("rfid: readers named by dnssd:// cannot be found: %s", err)
+
+    async def _resolve(self, service_name: str) -> tuple[str, int]:
+        """Host and port a reader advertises under ``service_name`` now."""
+        if self._mdns is None:
+            raise DiscoveryError(self._mdns_error)
+        return await self._mdns.resolve(service_name, self.config.discovery.resolve_timeout_s)
 
     def _on_reads(self, reader: str, reads: Sequence[TagRead]) -> None:
         if not reads:

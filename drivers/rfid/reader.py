@@ -14,7 +14,10 @@ and calls back from that thread. This module keeps all of that off the event loo
   ``struct.error`` from a truncated field ends its thread without any callback).
 
 A fresh sllurp client is made for every connection (sllurp's own reconnect is off: its retry
-delay is a fixed 60 s and it does not re-run the session setup we rely on).
+delay is a fixed 60 s and it does not re-run the session setup we rely on). A reader that is
+known by an advertised name rather than an address gets a ``resolve`` function: it is asked
+for the current host and port before every connection attempt, so a reader that moved (a new
+DHCP lease) is followed; a failed look-up counts as a failed connection.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import logging
 import random
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from sllurp.llrp import LLRPReaderClient, LLRPReaderConfig, LLRPReaderState
@@ -125,7 +128,10 @@ class LlrpReader:
     on the event loop thread. Power in dBm is mapped to the index of the nearest entry of the
     power table the reader announces in its capabilities (None: the table's maximum).
     ``search_mode`` is Impinj's inventory search mode (2 = dual target); None leaves Impinj
-    extensions off, for non-Impinj readers.
+    extensions off, for non-Impinj readers. ``resolve``, when given, returns the reader's
+    current ``(host, port)`` before each connection attempt and replaces ``host``/``port``;
+    it must bound its own time (it is awaited as it is) and any exception it raises counts
+    as a failed connection.
     """
 
     def __init__(
@@ -144,6 +150,7 @@ class LlrpReader:
         reconnect_max_s: float = 30.0,
         on_reads: Callable[[list[TagRead]], None],
         on_state: Callable[[bool, str], None],
+        resolve: Callable[[], Awaitable[tuple[str, int]]] | None = None,
     ) -> None:
         if not antennas or any(a < 1 for a in antennas):
             raise ValueError(f"reader {name!r}: antennas must be 1-based ids, got {antennas!r}")
@@ -167,6 +174,8 @@ class LlrpReader:
         self.reconnect_max_s = reconnect_max_s
         self._on_reads = on_reads
         self._on_state = on_state
+        self._resolve = resolve
+        self._resolved = False  # whether resolve has answered once (later answers may move it)
         self._available: bool | None = None
         self._rng = random.Random()  # noqa: S311 - backoff jitter, not security
         # Written by sllurp's thread, read by the loop (single attribute stores under the GIL).
@@ -230,6 +239,11 @@ class LlrpReader:
         loop = asyncio.get_running_loop()
         lost: asyncio.Future[str] = loop.create_future()  # why the connection ended
         self._inventorying = False
+        if self._resolve is not None:
+            try:
+                await self._follow(self._resolve)
+            except Exception as err:  # whatever the look-up raises: not found, mDNS down, ...
+                return f"cannot find the reader: {err}"
         self._last_rx = time.monotonic()
         client = _SllurpClient(self.host, self.port, self._config(), timeout=_CONNECT_TIMEOUT_S)
 
@@ -295,6 +309,23 @@ class LlrpReader:
             return why
         finally:
             await asyncio.to_thread(self._close_client, client, polite)
+
+    async def _follow(self, resolve: Callable[[], Awaitable[tuple[str, int]]]) -> None:
+        """Ask ``resolve`` where the reader is now, and connect there from now on."""
+        host, port = await resolve()
+        if not self._resolved:
+            _LOGGER.debug("reader %s is at %s:%d", self.name, host, port)
+        elif (host, port) != (self.host, self.port):
+            _LOGGER.info(
+                "RFID reader %s moved from %s:%d to %s:%d",
+                self.name,
+                self.host,
+                self.port,
+                host,
+                port,
+            )
+        self._resolved = True
+        self.host, self.port = host, port
 
     async def _watch(self, client: LLRPReaderClient, lost: asyncio.Future[str]) -> str:
         started = time.monotonic()

@@ -197,3 +197,24 @@ def test_store_key_check_refuses_what_the_agent_refuses(tmp_path: Path) -> None:
     refused = check_store_key(config)
     assert refused.verdict is Verdict.FAIL, refused
     assert str(key) in refused.detail
+
+
+async def test_a_reader_named_by_dnssd_that_nobody_advertises_fails_plainly(
+    tmp_path: Path, mdns_loopback: str
+) -> None:
+    text = agent_toml(
+        tmp_path / "data",
+        free_port(),
+        None,
+        extra=(
+            f'[discovery]\ninterfaces = ["{mdns_loopback}"]\nresolve_timeout_s = 1.0\n'
+            '[[rfid.readers]]\nname = "fr"\nhost = "dnssd://nobody._llrp._tcp.local"\n'
+            'rooms = { "1" = "room-1" }\n'
+        ),
+    )
+    code, checks, err = await doctor(tmp_path, text)
+    assert code == 1
+    reader = checks["RFID reader fr"]
+    assert reader["verdict"] == "fail"
+    assert "dnssd://nobody._llrp._tcp.local" in reader["detail"]
+    assert "Traceback" not in err
