@@ -317,11 +317,6 @@ class Found:
     port: int | None
     properties: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def full_name(self) -> str:
-        """The DNS-SD service name."""
-        return f"{self.instance}.{self.service_type}"
-
 
 async def browse(
     interfaces: Sequence[str] = (),

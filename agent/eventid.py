@@ -52,10 +52,6 @@ class EventIdGenerator:
             self._last_ms, self._next_counter = ms, counter
         return out
 
-    def new_id(self) -> bytes:
-        """Return one new id."""
-        return self.new_ids(1)[0]
-
 
 def format_event_id(value: bytes) -> str:
     """The canonical text form (8-4-4-4-12 hex) of a stored id."""

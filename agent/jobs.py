@@ -34,6 +34,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from agent.db import Database, DatabaseError, Durability
 from agent.outbox import utc_iso
+from agent.printing import PRINTER_STATUS_UPSERT
 
 log = logging.getLogger(__name__)
 
@@ -324,13 +325,7 @@ async def printer_status(db: Database, printers: Mapping[str, PrinterHealth]) ->
     ]
     if rows:
         async with db.write(Durability.NORMAL) as conn:
-            await conn.executemany(
-                "INSERT INTO printer_status (name, available, detail, checked_at)"
-                " VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
-                " available = excluded.available, detail = excluded.detail,"
-                " checked_at = excluded.checked_at",
-                rows,
-            )
+            await conn.executemany(PRINTER_STATUS_UPSERT, rows)
     down = sorted(p.name for p in printers.values() if p.available is False)
     unknown = sorted(p.name for p in printers.values() if p.available is None)
     parts = [f"{len(printers) - len(down) - len(unknown)} of {len(printers)} printers available"]

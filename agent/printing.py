@@ -103,6 +103,12 @@ def receipt_from_sale(
 
 
 # Print jobs still to do (or given up on), counted per printer and state.
+# A printer's last known state, for `storelink-agent status` (another process).
+PRINTER_STATUS_UPSERT = (
+    "INSERT INTO printer_status (name, available, detail, checked_at) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (name) DO UPDATE SET available = excluded.available,"
+    " detail = excluded.detail, checked_at = excluded.checked_at"
+)
 PENDING_JOBS_SQL = (
     "SELECT printer, state, count(*) FROM print_jobs"
     " WHERE state IN ('queued', 'printing', 'failed') GROUP BY printer, state"
@@ -386,10 +392,7 @@ class PrinterWorker:
             # Persisted so `storelink-agent status` (another process) can show it.
             self._health_saved_at = loop_now
             async with self._db.write(Durability.FULL) as conn:
-                await conn.execute_fetchall(
-                    "INSERT INTO printer_status (name, available, detail, checked_at)"
-                    " VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
-                    " available = excluded.available, detail = excluded.detail,"
-                    " checked_at = excluded.checked_at",
+                await conn.execute(
+                    PRINTER_STATUS_UPSERT,
                     (self.name, int(available), detail, utc_iso(datetime.now(UTC))),
                 )

@@ -32,7 +32,6 @@ SECRET_FILE = "wifi_secret.key"  # noqa: S105 - a file name, not a secret
 SECRET_BYTES = 32
 DEVICE_PART = 12
 TAG_PART = 8
-ID_BYTES = DEVICE_PART + TAG_PART
 
 
 class WifiSecretError(Exception):

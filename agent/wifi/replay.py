@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from agent.wifi.calibration import OccupancyModel
-from agent.wifi.devices import SLOT_US, DeviceGrouper, FixedLearner, GroupingSettings
+from agent.wifi.devices import SLOT_US, Device, DeviceGrouper, FixedLearner, GroupingSettings
 from agent.wifi.privacy import DeviceHasher
 from agent.wifi.windows import FEATURES, WindowAggregator, WindowSettings, WindowStats
 from drivers.wifi.batch import iter_probe_batches
@@ -88,17 +88,16 @@ def _run(
         aggregator = WindowAggregator(
             settings.window, grouper, is_fixed=lambda d: learner.is_fixed(d.key), estimate=model
         )
+
+    def see(device: Device, ts_us: int) -> None:
+        learner.see(device.key, ts_us)
+
     out: list[WindowStats] = []
     for frame in frames:
         if frame.probe is None:
             out += aggregator.add_malformed(frame.malformed, frame.ts_us)
             continue
-        # Close finished windows before this frame updates its device's visit.
-        out += aggregator.advance(frame.ts_us)
-        device = grouper.observe(frame.probe)
-        if learn:
-            learner.see(device.key, frame.ts_us)
-        out += aggregator.add(frame.probe, device)
+        out += aggregator.ingest(frame.probe, see if learn else None)
     out += aggregator.finish()
     return out
 

@@ -347,11 +347,10 @@ class WifiService:
     def _ingest(self, probe: ProbeRequest) -> list[WindowStats]:
         """Group one probe and count it; returns the windows that closed before it."""
         assert self._aggregator is not None
-        # Close finished windows before this frame updates its device's visit.
-        closed = self._aggregator.advance(probe.ts_us)
-        device = self._grouper.observe(probe)
-        self._learner.see(device.key, probe.ts_us)
-        return closed + self._aggregator.add(probe, device)
+        return self._aggregator.ingest(probe, self._see)
+
+    def _see(self, device: Device, ts_us: int) -> None:
+        self._learner.see(device.key, ts_us)
 
     async def _handle(self, closed: list[WindowStats]) -> None:
         if not closed:

@@ -128,6 +128,21 @@ class WindowAggregator:
     def _align(self, ts_us: int) -> int:
         return ts_us - ts_us % self._window_us
 
+    def ingest(
+        self, probe: Probe, seen: Callable[[Device, int], None] | None = None
+    ) -> list[WindowStats]:
+        """One probe through the pipeline: close finished windows, group it, count it.
+
+        Windows close before the grouper sees the frame, so a closing window does not see its
+        devices' later frames. ``seen(device, ts_us)`` (the fixed-device learner) is told of
+        the device in between. Returns the windows that closed.
+        """
+        closed = self.advance(probe.ts_us)
+        device = self._grouper.observe(probe)
+        if seen is not None:
+            seen(device, probe.ts_us)
+        return closed + self.add(probe, device)
+
     def add(self, probe: Probe, device: Device) -> list[WindowStats]:
         """Count one frame; returns the windows that closed before it.
 

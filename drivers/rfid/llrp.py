@@ -323,15 +323,6 @@ def tlv(ptype: int, body: bytes = b"") -> bytes:
     return _TLV.pack(ptype, _TLV.size + len(body)) + body
 
 
-def custom_param(vendor_id: int, subtype: int, body: bytes = b"") -> bytes:
-    """A vendor (custom, type 1023) parameter."""
-    return (
-        _TLV.pack(Par.CUSTOM, _TLV.size + 8 + len(body))
-        + struct.pack("!II", vendor_id, subtype)
-        + body
-    )
-
-
 def _unpack(fmt: str, body: bytes, what: str) -> tuple[int, ...]:
     try:
         return struct.unpack_from(fmt, body)
